@@ -1,0 +1,217 @@
+"""The only place lake paths are built, plus atomic writes and journaled partition swaps.
+
+Every write goes aside (under ``_tmp/``, same filesystem) and is renamed into place. Swapping
+several partitions at once is journaled so that a crash mid-swap is rolled back on the next
+run instead of leaving a mix of old and new partitions.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+class LakeError(RuntimeError):
+    """The lake root cannot be used (missing permissions, read-only, full disk)."""
+
+
+@dataclass(frozen=True)
+class Lake:
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root).expanduser().resolve())
+
+    # zones -------------------------------------------------------------------------------
+    @property
+    def raw_dir(self) -> Path:
+        return self.root / "raw"
+
+    def raw_day(self, day: dt.date) -> Path:
+        return self.raw_dir / f"source_day={day.isoformat()}"
+
+    def manifest_path(self, day: dt.date) -> Path:
+        """Manifest of fetched objects of a source day; kept outside the raw day so pruning
+        raw files never loses the record of what was fetched."""
+        return self.raw_dir / "_manifests" / f"source_day={day.isoformat()}.json"
+
+    @property
+    def events_dir(self) -> Path:
+        return self.root / "events"
+
+    def events_partition(self, event_date: dt.date, source_day: dt.date) -> Path:
+        return (
+            self.events_dir / f"date={event_date.isoformat()}" / f"source_day={source_day.isoformat()}"
+        )
+
+    def events_partitions_of(self, source_day: dt.date) -> list[Path]:
+        """Every events partition that one source day produced."""
+        return sorted(self.events_dir.glob(f"date=*/source_day={source_day.isoformat()}"))
+
+    @property
+    def events_glob(self) -> str:
+        return str(self.events_dir / "date=*" / "source_day=*" / "*.parquet")
+
+    @property
+    def quarantine_dir(self) -> Path:
+        return self.root / "quarantine"
+
+    def quarantine_day(self, day: dt.date) -> Path:
+        return self.quarantine_dir / f"source_day={day.isoformat()}"
+
+    @property
+    def quarantine_glob(self) -> str:
+        return str(self.quarantine_dir / "source_day=*" / "*.parquet")
+
+    @property
+    def curated_dir(self) -> Path:
+        return self.root / "curated"
+
+    def curated_table(self, table: str) -> Path:
+        return self.curated_dir / table
+
+    @property
+    def duckdb_path(self) -> Path:
+        return self.root / "lake.duckdb"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def warehouse_dir(self) -> Path:
+        """Data directory of the embedded PostgreSQL (used when no warehouse URL is set)."""
+        return self.root / "warehouse"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.root / "_tmp"
+
+    @property
+    def journal_dir(self) -> Path:
+        return self.root / "_journal"
+
+    # safety ------------------------------------------------------------------------------
+    def ensure_writable(self) -> None:
+        """Fail early, in one line, when the lake root cannot take writes."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.tmp_dir.mkdir(exist_ok=True)
+            probe = self.tmp_dir / f".probe-{uuid.uuid4().hex}"
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise LakeError(f"lake root {self.root} is not writable: {exc.strerror or exc}") from exc
+
+    @contextmanager
+    def scratch(self, prefix: str) -> Iterator[Path]:
+        """A private directory under ``_tmp/`` that is removed on exit, whatever happens."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        path = self.tmp_dir / f"{prefix}-{uuid.uuid4().hex[:12]}"
+        path.mkdir()
+        try:
+            yield path
+        finally:
+            shutil.rmtree(path, ignore_errors=True)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write a file under a temporary name and rename it, so readers never see half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_json(path: Path, payload: object) -> None:
+    atomic_write_bytes(path, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
+
+
+@dataclass
+class Swap:
+    """A journaled replacement of several lake directories.
+
+    ``moves`` maps each final directory to the directory holding its new content, or to
+    ``None`` to remove it. ``publish()`` moves the old content to backups and the new content
+    into place; ``commit()`` drops the backups; ``rollback()`` puts the old content back.
+    """
+
+    lake: Lake
+    txn: str
+    moves: dict[Path, Path | None]
+
+    @property
+    def journal(self) -> Path:
+        return self.lake.journal_dir / f"{self.txn}.json"
+
+    def _backup(self, final: Path) -> Path:
+        rel = final.relative_to(self.lake.root)
+        return self.lake.tmp_dir / f"backup-{self.txn}" / rel
+
+    def _entries(self) -> list[dict[str, str | None]]:
+        return [
+            {"final": str(f), "new": str(n) if n else None, "backup": str(self._backup(f))}
+            for f, n in self.moves.items()
+        ]
+
+    def publish(self) -> None:
+        atomic_write_json(self.journal, {"state": "prepared", "moves": self._entries()})
+        for final, new in self.moves.items():
+            backup = self._backup(final)
+            if final.exists():
+                backup.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(final, backup)
+            if new is not None:
+                final.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(new, final)
+        atomic_write_json(self.journal, {"state": "published", "moves": self._entries()})
+
+    def commit(self) -> None:
+        shutil.rmtree(self.lake.tmp_dir / f"backup-{self.txn}", ignore_errors=True)
+        self.journal.unlink(missing_ok=True)
+
+    def rollback(self) -> None:
+        _undo(self.lake, json.loads(self.journal.read_text())["moves"])
+        self.commit()
+
+
+def _undo(lake: Lake, entries: list[dict[str, str | None]]) -> None:
+    for entry in entries:
+        final, backup = Path(entry["final"]), Path(entry["backup"])
+        new = Path(entry["new"]) if entry["new"] else None
+        moved_in = new is not None and not new.exists() and final.exists()
+        if moved_in or (new is None and backup.exists() and final.exists()):
+            shutil.rmtree(final, ignore_errors=True)
+        if backup.exists():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(backup, final)
+
+
+def recover(lake: Lake, is_committed: Callable[[str], bool] = lambda txn: False) -> list[str]:
+    """Finish swaps a crashed run left behind: roll forward those ``is_committed`` confirms
+    (e.g. the warehouse recorded that load), roll back the others. Returns the txn ids seen."""
+    seen = []
+    for journal in sorted(lake.journal_dir.glob("*.json")):
+        txn = journal.stem
+        seen.append(txn)
+        state = json.loads(journal.read_text())
+        swap = Swap(lake, txn, {})
+        if state["state"] == "published" and is_committed(txn):
+            swap.commit()
+        else:
+            _undo(lake, state["moves"])
+            swap.commit()
+    return seen

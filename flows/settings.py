@@ -1,0 +1,47 @@
+"""The one place the environment is read: settings from VDP_* variables, overridable by CLI flags."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SOURCE_URL = "s3://de-tech-assessment-2022/data/"
+
+
+class Settings(BaseSettings):
+    """Pipeline settings. Secrets (the warehouse DSN) are SecretStr so they never print."""
+
+    model_config = SettingsConfigDict(env_prefix="VDP_", extra="ignore")
+
+    source_url: str = Field(DEFAULT_SOURCE_URL, description="bucket and prefix, or a directory")
+    s3_endpoint_url: str | None = Field(None, description="S3-compatible endpoint; unset = AWS")
+    s3_anonymous: bool = Field(True, description="unsigned requests (public bucket)")
+    s3_region: str = Field("us-east-1", description="region for signing and the client")
+    aws_credentials_block: str | None = Field(
+        None, description="name of a prefect-aws AwsCredentials block; unset = standard AWS chain"
+    )
+    lake_root: Path = Field(Path("./lake"), description="lake root directory")
+    warehouse_url: SecretStr | None = Field(
+        None, description="postgresql://… ; unset = embedded PostgreSQL under the lake root"
+    )
+    fetch_concurrency: int = Field(8, ge=1, le=64, description="parallel S3 downloads")
+
+    @field_validator("s3_endpoint_url", "aws_credentials_block", "warehouse_url", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @property
+    def source_is_s3(self) -> bool:
+        return self.source_url.startswith("s3://")
+
+    def with_overrides(self, **overrides: object) -> Settings:
+        """A copy with the given non-None overrides (how CLI flags win over the environment)."""
+        given = {k: v for k, v in overrides.items() if v is not None}
+        return self.model_validate({**self.model_dump(), **given})
+
+
+def get_settings(**overrides: object) -> Settings:
+    return Settings().with_overrides(**overrides)
