@@ -45,3 +45,16 @@ class Settings(BaseSettings):
 
 def get_settings(**overrides: object) -> Settings:
     return Settings().with_overrides(**overrides)
+
+
+def export_overrides(**overrides: object) -> None:
+    """Put CLI overrides into this process's environment, so every flow, task and worker
+    process started from here reads the same settings."""
+    import os
+
+    for name, value in overrides.items():
+        if value is None:
+            continue
+        if name not in Settings.model_fields:
+            raise KeyError(f"unknown setting {name}")
+        os.environ[f"VDP_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)

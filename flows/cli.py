@@ -1,0 +1,167 @@
+"""`vdp`: the command line. Exit code 0 on success; one line on stderr and 1 on failure."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+from collections.abc import Callable, Sequence
+
+
+def _date(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _settings_flags(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("settings (override VDP_* variables)")
+    group.add_argument("--source-url", help="s3://bucket/prefix/ or a local directory")
+    group.add_argument("--s3-endpoint-url", help="S3-compatible endpoint URL")
+    group.add_argument(
+        "--s3-anonymous", action=argparse.BooleanOptionalAction, default=None,
+        help="unsigned S3 requests (public bucket)",
+    )
+    group.add_argument("--lake-root", help="lake root directory")
+    group.add_argument("--warehouse-url", help="postgresql://… (default: embedded PostgreSQL)")
+
+
+def _apply_settings(args: argparse.Namespace) -> None:
+    from flows.settings import export_overrides
+
+    export_overrides(
+        source_url=args.source_url,
+        s3_endpoint_url=args.s3_endpoint_url,
+        s3_anonymous=args.s3_anonymous,
+        lake_root=args.lake_root,
+        warehouse_url=args.warehouse_url,
+    )
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from flows.pipeline import backfill, daily_pipeline
+    from flows.report import print_run_summary
+
+    if args.date and (args.start or args.end):
+        raise UsageError("give either --date or --start/--end, not both")
+    if args.date:
+        print_run_summary(daily_pipeline(date=args.date))
+        return
+    if not (args.start and args.end):
+        raise UsageError("give --date D, or --start D1 --end D2")
+    flow = backfill
+    if args.dask or args.dask_address:
+        from flows.scale import with_dask
+
+        flow = with_dask(backfill, args.dask_address)
+    result = flow(start=args.start, end=args.end)
+    for day in result["results"]:
+        print_run_summary(day)
+
+
+def cmd_generate(args: argparse.Namespace) -> None:
+    from flows.generate import generate
+    from flows.settings import get_settings
+
+    settings = get_settings()
+    result = generate(
+        args.out, args.start, args.days, orgs=args.orgs, vehicles=args.vehicles,
+        seed=args.seed, quirk_rate=args.quirk_rate, events_per_day=args.events_per_day,
+        s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region,
+    )
+    print(f"wrote {result.files} files, {result.lines:,} lines, {result.bytes:,} bytes to {args.out}")
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from flows.report import print_answer
+
+    print_answer(args.date)
+
+
+def cmd_query(args: argparse.Namespace) -> None:
+    from flows.catalog import format_table, query
+    from flows.lake import Lake
+    from flows.settings import get_settings
+
+    columns, rows = query(Lake(get_settings().lake_root), args.sql)
+    print(format_table(columns, rows))
+
+
+def cmd_docs(args: argparse.Namespace) -> None:
+    from flows.lake import Lake
+    from flows.settings import get_settings
+    from flows.validate import docs_index
+
+    print(docs_index(Lake(get_settings().lake_root)))
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from flows.demo import run_demo
+
+    run_demo(days=args.days)
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    from flows.deploy import serve
+
+    serve()
+
+
+class UsageError(ValueError):
+    """A command line that cannot be run as given."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vdp", description="Vehicle data pipeline")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        _settings_flags(p)
+        p.set_defaults(handler=handler)
+        return p
+
+    p = add("demo", cmd_demo, "run the whole pipeline on sample data with embedded S3 and PostgreSQL")
+    p.add_argument("--days", type=int, default=3, help="generated days besides the real sample")
+    p = add("run", cmd_run, "run the daily pipeline for a day, or a backfill over a range")
+    p.add_argument("--date", type=_date)
+    p.add_argument("--start", type=_date)
+    p.add_argument("--end", type=_date)
+    p.add_argument("--dask", action="store_true", help="backfill on a local Dask cluster")
+    p.add_argument("--dask-address", help="backfill on an existing Dask cluster (tcp://host:8786)")
+    p = add("generate", cmd_generate, "write realistic synthetic door2door events")
+    p.add_argument("--out", required=True, help="directory or s3://bucket/prefix/")
+    p.add_argument("--start", type=_date, required=True)
+    p.add_argument("--days", type=int, default=1)
+    p.add_argument("--orgs", type=int, default=2)
+    p.add_argument("--vehicles", type=int, default=20)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quirk-rate", type=float, default=0.01)
+    p.add_argument("--events-per-day", type=int, default=None)
+    p = add("report", cmd_report, "the BI answer from the warehouse")
+    p.add_argument("--date", type=_date, help="only periods overlapping this UTC date")
+    p = add("query", cmd_query, "SQL over the lake in DuckDB")
+    p.add_argument("sql")
+    add("docs", cmd_docs, "print the path of the Great Expectations Data Docs")
+    add("serve", cmd_serve, "serve the daily and backfill flows from this process (laptop)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        _apply_settings(args)
+        args.handler(args)
+    except KeyboardInterrupt:
+        print("vdp: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # every failure ends as one line on stderr, never a traceback
+        message = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"vdp: error: {message}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

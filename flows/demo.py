@@ -1,0 +1,96 @@
+"""`vdp demo`: the whole pipeline on a laptop with nothing configured.
+
+Starts an embedded S3 endpoint (moto's threaded server), writes generated days plus the real
+door2door sample into a bucket, runs the daily pipeline for each day against an embedded
+PostgreSQL, prints the answer and where everything lives.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+
+import flows
+
+DEMO_BUCKET = "vdp-demo"
+SAMPLE_DAY = dt.date(2019, 6, 1)
+SAMPLE_DIR = Path(flows.__file__).resolve().parents[2] / "shared" / "data" / "door2door-2019-06-01"
+
+
+def start_s3() -> tuple[object, str]:
+    """An in-process S3-compatible HTTP endpoint on a free local port."""
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    return server, f"http://{host}:{port}"
+
+
+def upload_sample(client, bucket: str, sample_dir: Path) -> int:
+    """Put the real sample's files into the bucket under data/, publicly readable."""
+    files = sorted((sample_dir / "data").glob("*.json"))
+    for path in files:
+        client.put_object(
+            Bucket=bucket, Key=f"data/{path.name}", Body=path.read_bytes(), ACL="public-read"
+        )
+    return len(files)
+
+
+def run_demo(days: int = 3) -> None:
+    import os
+
+    import boto3
+
+    from flows.generate import generate
+    from flows.pipeline import daily_pipeline
+    from flows.report import print_answer, print_run_summary
+    from flows.settings import export_overrides, get_settings
+    from flows.warehouse import embedded_psql_hint
+
+    started = time.perf_counter()
+    for key, value in (("AWS_ACCESS_KEY_ID", "demo"), ("AWS_SECRET_ACCESS_KEY", "demo")):
+        os.environ.setdefault(key, value)  # the embedded endpoint accepts any signature
+    server, endpoint = start_s3()
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+        client.create_bucket(Bucket=DEMO_BUCKET)
+        run_days = []
+        if (SAMPLE_DIR / "data").is_dir():
+            count = upload_sample(client, DEMO_BUCKET, SAMPLE_DIR)
+            print(f"demo: uploaded the real door2door sample ({count} files) for {SAMPLE_DAY}")
+            run_days.append(SAMPLE_DAY)
+        first = SAMPLE_DAY + dt.timedelta(days=1)
+        result = generate(f"s3://{DEMO_BUCKET}/", first, days, orgs=2, vehicles=25, seed=7,
+                          quirk_rate=0.01, s3_endpoint_url=endpoint)
+        print(f"demo: generated {result.lines:,} lines in {result.files} files for {days} day(s)")
+        run_days += [first + dt.timedelta(days=i) for i in range(days)]
+        export_overrides(source_url=f"s3://{DEMO_BUCKET}/data/", s3_endpoint_url=endpoint,
+                         s3_anonymous=True)
+        for day in run_days:
+            print_run_summary(daily_pipeline(date=day))
+    finally:
+        server.stop()
+    settings = get_settings()
+    print()
+    print_answer(settings=settings)
+    _print_locations(settings, embedded_psql_hint, time.perf_counter() - started)
+
+
+def _print_locations(settings, psql_hint, seconds: float) -> None:
+    from flows.lake import Lake
+
+    lake = Lake(settings.lake_root)
+    print(f"\ndemo finished in {seconds:.0f}s")
+    print(f"  lake:        {lake.root}")
+    print(f"  DuckDB:      duckdb {lake.duckdb_path}   (or: vdp query \"select * from events limit 5\")")
+    if settings.warehouse_url is None:
+        print(f"  warehouse:   {psql_hint(lake)}")
+    else:
+        print("  warehouse:   the server in VDP_WAREHOUSE_URL, schema warehouse")
+    print("  Prefect UI:  run `prefect server start`, then in this shell")
+    print("               `export PREFECT_API_URL=http://127.0.0.1:4200/api` and run `vdp demo`")
+    print("               again; its runs and artifacts show at http://127.0.0.1:4200")
