@@ -1,0 +1,288 @@
+"""Where PostgreSQL is loaded: curated Parquet -> COPY into staging -> merge, one transaction
+per load, recorded in warehouse.load_audit; plus the reads for `vdp report` and crash recovery."""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import polars as pl
+import psycopg
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+from psycopg import sql
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+from pydantic import SecretStr
+
+from flows.warehouse import (
+    WarehouseConnectionError,
+    WarehouseError,
+    connect,
+    describe_error,
+    migrate,
+    read_sql,
+)
+
+LOAD_LOCK_KEY = 0x5644_5002  # arbitrary fixed key: two loads never merge at the same time
+COPY_CHUNK = 1 << 20
+
+# Load order (dimensions before the facts that reference them) and column order per table.
+TABLES: dict[str, tuple[str, ...]] = {
+    "dim_organization": ("organization_id", "first_seen_at", "last_seen_at", "vehicles"),
+    "dim_vehicle": (
+        "vehicle_id",
+        "organization_id",
+        "first_seen_at",
+        "last_seen_at",
+        "registered_at",
+        "deregistered_at",
+        "events",
+    ),
+    "dim_date": ("date_key", "year", "quarter", "month", "day", "day_of_week", "is_weekend"),
+    "fact_operating_period": (
+        "operating_period_id",
+        "organization_id",
+        "start_at",
+        "finish_at",
+        "is_deleted",
+        "created_at",
+        "updated_at",
+    ),
+    "fact_vehicle_operating_period": (
+        "operating_period_id",
+        "vehicle_id",
+        "organization_id",
+        "distance_km",
+        "location_points",
+        "first_location_at",
+        "last_location_at",
+    ),
+    "fact_vehicle_event": (
+        "event_id",
+        "vehicle_id",
+        "organization_id",
+        "event",
+        "at",
+        "lat",
+        "lng",
+        "location_at",
+        "is_valid_point",
+        "event_date",
+    ),
+}
+# Tables whose load scope is replaced (delete, then insert) rather than upserted.
+REPLACED = {"fact_vehicle_operating_period", "fact_vehicle_event"}
+
+
+@dataclass
+class LoadSummary:
+    """What one load did: rows merged per table, wall time, and whether the run was already in."""
+
+    run_id: str
+    rows: dict[str, int]
+    seconds: float
+    already_loaded: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def _curated_files(curated_dir: Path, table: str, event_dates: list[dt.date]) -> list[Path]:
+    """Parquet files of a curated table; for events only the partitions of ``event_dates``
+    (a missing partition means that date has no vehicle events left)."""
+    if table == "fact_vehicle_event":
+        parts = [curated_dir / table / f"event_date={d.isoformat()}" for d in event_dates]
+        return sorted(f for part in parts for f in part.glob("*.parquet"))
+    files = sorted((curated_dir / table).glob("*.parquet"))
+    if not files:
+        raise WarehouseError(
+            f"curated table {table} has no Parquet files in {curated_dir / table}; "
+            "run the transform first"
+        )
+    return files
+
+
+def read_curated(curated_dir: Path, table: str, event_dates: list[dt.date]) -> pl.DataFrame:
+    """The curated rows of one table, columns in warehouse order."""
+    columns = list(TABLES[table])
+    frames = []
+    for path in _curated_files(curated_dir, table, event_dates):
+        frame = pl.read_parquet(path, hive_partitioning=False)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise WarehouseError(
+                f"curated file {path} lacks columns {missing}; re-run the transform"
+            )
+        frames.append(frame.select(columns))
+    if not frames:
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+    return pl.concat(frames, how="vertical_relaxed")
+
+
+def _stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
+    """COPY a frame into a temporary staging table shaped like the warehouse table."""
+    stage = sql.Identifier(f"stage_{table}")
+    conn.execute(
+        sql.SQL("create temp table {} (like {}) on commit drop").format(
+            stage, sql.Identifier("warehouse", table)
+        )
+    )
+    if frame.height == 0:
+        return
+    buffer = io.BytesIO()
+    frame.write_csv(buffer, include_header=False)
+    buffer.seek(0)
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
+    copy = sql.SQL("copy {} ({}) from stdin (format csv)").format(stage, columns)
+    with conn.cursor().copy(copy) as pipe:
+        while chunk := buffer.read(COPY_CHUNK):
+            pipe.write(chunk)
+
+
+def _merge(
+    conn: psycopg.Connection, frames: dict[str, pl.DataFrame], scope: dict[str, object]
+) -> dict[str, int]:
+    """Stage every table, then merge in load order; returns rows merged per table."""
+    for table, frame in frames.items():
+        _stage(conn, table, frame)
+    rows = {}
+    for table, frame in frames.items():
+        if table in REPLACED:
+            conn.execute(read_sql(f"delete_{table}.sql"), scope)
+            rows[table] = conn.execute(read_sql(f"merge_{table}.sql"), scope).rowcount
+        else:
+            conn.execute(read_sql(f"merge_{table}.sql"))
+            rows[table] = frame.height
+    return rows
+
+
+def _require_schema(conn: psycopg.Connection) -> bool:
+    """Whether the warehouse schema is migrated (load_audit exists)."""
+    found = conn.execute("select to_regclass('warehouse.load_audit')").fetchone()
+    return found is not None and found[0] is not None
+
+
+def _load(
+    conn: psycopg.Connection,
+    frames: dict[str, pl.DataFrame],
+    scope: dict[str, object],
+    audit: dict[str, object],
+) -> LoadSummary:
+    """The body of the load transaction: lock, skip a run already loaded, merge, audit."""
+    started = time.perf_counter()
+    conn.execute("set local time zone 'UTC'")
+    conn.execute("select pg_advisory_xact_lock(%s)", [LOAD_LOCK_KEY])
+    run_id = str(audit["run_id"])
+    done = conn.execute("select rows from warehouse.load_audit where run_id = %s", [run_id])
+    previous = done.fetchone()
+    if previous is not None:
+        return LoadSummary(run_id, previous[0], time.perf_counter() - started, True)
+    rows = _merge(conn, frames, scope)
+    conn.execute(read_sql("insert_load_audit.sql"), {**audit, "rows": Jsonb(rows)})
+    return LoadSummary(run_id, rows, time.perf_counter() - started)
+
+
+def load_run(
+    url: str,
+    curated_dir: Path,
+    *,
+    run_id: str,
+    partition_date: dt.date,
+    period_ids: list[str],
+    event_dates: list[dt.date],
+    flow_run_id: str | None = None,
+) -> LoadSummary:
+    """Load one run's curated tables in one transaction: upsert dimensions and periods, replace
+    the vehicle rows of ``period_ids`` and the events of ``event_dates``. A run_id already in
+    load_audit is not loaded twice; any failure rolls everything back."""
+    started = time.perf_counter()
+    frames = {t: read_curated(Path(curated_dir), t, event_dates) for t in TABLES}
+    audit = {
+        "run_id": run_id,
+        "flow_run_id": flow_run_id,
+        "partition_date": partition_date,
+        "started_at": dt.datetime.now(dt.UTC),
+    }
+    scope = {"period_ids": sorted(set(period_ids)), "event_dates": sorted(set(event_dates))}
+    with connect(url) as conn:
+        if not _require_schema(conn):
+            raise WarehouseError("the warehouse has no schema yet; run the migrations first")
+        try:
+            with conn.transaction():
+                summary = _load(conn, frames, scope, audit)
+        except psycopg.Error as exc:
+            raise WarehouseError(
+                f"load of run {run_id} failed and was rolled back: {describe_error(exc)}"
+            ) from None
+    summary.seconds = round(time.perf_counter() - started, 3)
+    return summary
+
+
+def is_load_committed(url: str, run_id: str) -> bool:
+    """Whether load_audit holds ``run_id`` (lets a crashed run roll its lake swap forward)."""
+    with connect(url) as conn:
+        if not _require_schema(conn):
+            return False
+        found = conn.execute("select 1 from warehouse.load_audit where run_id = %s", [run_id])
+        return found.fetchone() is not None
+
+
+def fetch_answer(url: str, date: dt.date | None = None) -> list[dict]:
+    """Rows of avg_distance_per_operating_period, optionally periods overlapping a UTC day."""
+    with connect(url) as conn:
+        if not _require_schema(conn):
+            raise WarehouseError("the warehouse has no schema yet; run the pipeline first")
+        cursor = conn.cursor(row_factory=dict_row)
+        return cursor.execute(read_sql("select_answer.sql"), {"day": date}).fetchall()
+
+
+def _is_connection_failure(task_, task_run, state) -> bool:
+    """Retry only when the warehouse refused the connection, never for data errors."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    if error is None:
+        error = state.result(raise_on_failure=False)
+    return isinstance(error, WarehouseConnectionError)
+
+
+@task(
+    name="load-warehouse",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    retry_condition_fn=_is_connection_failure,
+    timeout_seconds=3600,
+    cache_policy=NO_CACHE,
+)
+def load_warehouse(
+    url: str | SecretStr,
+    curated_dir: Path,
+    *,
+    run_id: str,
+    partition_date: dt.date,
+    period_ids: list[str],
+    event_dates: list[dt.date],
+    flow_run_id: str | None = None,
+) -> dict[str, object]:
+    """Migrate the warehouse if needed, then load one run (see ``load_run``)."""
+    from prefect.runtime import flow_run
+
+    dsn = url.get_secret_value() if isinstance(url, SecretStr) else url
+    with connect(dsn) as conn:
+        applied = migrate(conn)
+    summary = load_run(
+        dsn,
+        curated_dir,
+        run_id=run_id,
+        partition_date=partition_date,
+        period_ids=period_ids,
+        event_dates=event_dates,
+        flow_run_id=flow_run_id or flow_run.get_id(),
+    )
+    logger = get_run_logger()
+    if applied:
+        logger.info("applied warehouse migrations: %s", ", ".join(applied))
+    logger.info("loaded run %s: %s in %.2f s", run_id, summary.rows, summary.seconds)
+    return summary.as_dict()
