@@ -20,6 +20,7 @@ from flows.lake import Lake, Swap, recover
 from flows.load import is_load_committed, load_warehouse
 from flows.locks import lake_lock
 from flows.report import publish_run_artifacts
+from flows.scale import day_slots
 from flows.settings import Settings, get_settings
 from flows.stage import stage_partition
 from flows.transform import transform
@@ -145,13 +146,14 @@ def daily_pipeline(date: Day | None = None) -> dict:
     started = time.perf_counter()
     summary: dict = {"run_id": run_id, "source_day": day.isoformat(), "timings": {}}
     try:
-        step = time.perf_counter()
-        summary.update(_ingest(settings, lake, day))
-        summary["timings"]["fetch+stage"] = time.perf_counter() - step
-        published = publish_days(settings, lake, [day], run_id, summary["fetch"]["listed"])
-        summary["timings"].update(published.pop("timings"))
-        summary.update(published)
-        summary["status"] = "succeeded"
+        with day_slots([day]):  # Prefect-side guard: two runs of one day never overlap
+            step = time.perf_counter()
+            summary.update(_ingest(settings, lake, day))
+            summary["timings"]["fetch+stage"] = time.perf_counter() - step
+            published = publish_days(settings, lake, [day], run_id, summary["fetch"]["listed"])
+            summary["timings"].update(published.pop("timings"))
+            summary.update(published)
+            summary["status"] = "succeeded"
     except Exception as exc:
         summary["status"] = f"failed: {exc}"
         raise
@@ -171,13 +173,14 @@ def backfill(start: Day, end: Day) -> dict:
     lake = Lake(settings.lake_root)
     lake.ensure_writable()
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
-    fetches = {d: fetch_new_objects.submit(settings, str(lake.root), d) for d in days}
-    stages = {d: stage_partition.submit(str(lake.root), d, wait_for=[fetches[d]]) for d in days}
-    wait(list(stages.values()))
-    results = []
-    for day in days:
-        fetched = fetches[day].result()
-        published = publish_days(settings, lake, [day], _run_id(), fetched["listed"])
-        results.append({"source_day": day.isoformat(), "fetch": fetched,
-                        "stage": stages[day].result(), **published})
-    return {"days": [d.isoformat() for d in days], "results": results}
+    with day_slots(days):  # no other run of these days may overlap this backfill
+        fetches = {d: fetch_new_objects.submit(settings, str(lake.root), d) for d in days}
+        stages = {d: stage_partition.submit(str(lake.root), d, wait_for=[fetches[d]]) for d in days}
+        wait(list(stages.values()))
+        results = []
+        for day in days:
+            fetched = fetches[day].result()
+            published = publish_days(settings, lake, [day], _run_id(), fetched["listed"])
+            results.append({"source_day": day.isoformat(), "fetch": fetched,
+                            "stage": stages[day].result(), **published})
+        return {"days": [d.isoformat() for d in days], "results": results}
