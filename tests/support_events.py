@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import shutil
+import uuid
 from typing import Any
 
 import polars as pl
 
-from flows.lake import Lake
+from flows.lake import Lake, Swap
+from flows.transform import TransformResult, transform
 
 UTC = dt.UTC
 
@@ -134,3 +136,13 @@ def period_event(
     row.update({"period_start": start, "period_finish": finish})
     row.update(extra)
     return row
+
+
+def publish(lake: Lake, days: list[dt.date]) -> TransformResult:
+    """Transform source days into scratch and swap the result into the lake, as the flow does."""
+    with lake.scratch("transform") as out:
+        result = transform(lake, days, out)
+        swap = Swap(lake, uuid.uuid4().hex, result.swap_moves(lake))
+        swap.publish()
+        swap.commit()
+    return result

@@ -6,15 +6,14 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import math
-import uuid
 from pathlib import Path
 
 import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
-from support_events import period_event, vehicle_update, write_events
+from support_events import period_event, publish, vehicle_update, write_events
 
-from flows.lake import Lake, Swap
+from flows.lake import Lake
 from flows.transform import CURATED_SCHEMAS, TransformResult, transform, transform_partition
 
 R_KM = 6371.0088
@@ -39,16 +38,6 @@ def haversine(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     dlat, dlng = p2 - p1, math.radians(lng2 - lng1)
     a = math.sin(dlat / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dlng / 2) ** 2
     return 2 * R_KM * math.asin(math.sqrt(a))
-
-
-def publish(lake: Lake, days: list[dt.date]) -> TransformResult:
-    """Transform into scratch and swap into the lake, as the flow does."""
-    with lake.scratch("transform") as out:
-        result = transform(lake, days, out)
-        swap = Swap(lake, uuid.uuid4().hex, result.swap_moves(lake))
-        swap.publish()
-        swap.commit()
-    return result
 
 
 def curated(lake: Lake) -> dict[str, pl.DataFrame]:
