@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+import json
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from support_events import period_event, publish, vehicle_update, write_events
 
+from flows.catalog import query, refresh_catalog
 from flows.lake import Lake
 from flows.transform import CURATED_SCHEMAS, TransformResult, transform, transform_partition
 
@@ -429,3 +431,92 @@ def test_rerun_and_late_file_for_an_earlier_day_equal_all_at_once(tmp_path: Path
     publish(lake, [D1])
     with_late = {**days, D1: days[D1] + LATE_D1}
     assert_same_tables(curated(lake), all_at_once(tmp_path / "once-late", with_late))
+
+
+# Against the independent reference on generated data ---------------------------------------
+
+
+def stage_generated(tmp_path: Path, lake: Lake) -> tuple[dict, list[dt.date]]:
+    """Generate 3 days with quirks, copy objects into the raw zone by name date, stage each day."""
+    generate = pytest.importorskip("flows.generate")
+    stage = pytest.importorskip("flows.stage")
+    reference = pytest.importorskip("flows.reference")
+    result = generate.generate(
+        str(tmp_path / "gen"),
+        D1,
+        3,
+        orgs=2,
+        vehicles=4,
+        seed=7,
+        quirk_rate=0.05,
+        events_per_day=3000,
+    )
+    days = set()
+    for path in sorted((tmp_path / "gen" / "data").iterdir()):
+        day = dt.date.fromisoformat(reference.source_day_of(path.name))
+        lake.raw_day(day).mkdir(parents=True, exist_ok=True)
+        (lake.raw_day(day) / path.name).write_bytes(path.read_bytes())
+        days.add(day)
+    for day in sorted(days):
+        stage.stage_source_day(lake, day)
+    return json.loads(Path(result.expected).read_text()), sorted(days)
+
+
+def iso_z(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def test_generated_days_published_out_of_order_match_the_reference(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    expected, days = stage_generated(tmp_path, lake)
+    for day in [days[1], days[0], *days[2:]]:
+        publish(lake, [day])
+    tables = curated(lake)
+    got_periods = {
+        r["operating_period_id"]: (
+            r["organization_id"],
+            iso_z(r["start_at"]),
+            iso_z(r["finish_at"]),
+            r["is_deleted"],
+        )
+        for r in tables["fact_operating_period"].to_dicts()
+    }
+    want_periods = {
+        p["operating_period_id"]: (
+            p["organization_id"],
+            p["start_at"],
+            p["finish_at"],
+            p["is_deleted"],
+        )
+        for p in expected["periods"]
+    }
+    assert got_periods == want_periods and len(want_periods) > 10
+    got = {
+        (r["operating_period_id"], r["vehicle_id"]): r
+        for r in tables["fact_vehicle_operating_period"].to_dicts()
+    }
+    want = {
+        (p["operating_period_id"], vehicle): v
+        for p in expected["periods"]
+        for vehicle, v in p["vehicle_distances"].items()
+    }
+    assert set(got) == set(want) and len(want) > 10
+    for key, w in want.items():
+        g = got[key]
+        assert g["distance_km"] == pytest.approx(w["distance_km"], rel=1e-9, abs=1e-12), key
+        assert g["location_points"] == w["location_points"], key
+        assert iso_z(g["first_location_at"]) == w["first_location_at"], key
+        assert iso_z(g["last_location_at"]) == w["last_location_at"], key
+    refresh_catalog(lake)
+    _, rows = query(lake, "select * from avg_distance_per_operating_period")
+    answer = {r[0]: r[4:] for r in rows}
+    live = [p for p in expected["periods"] if not p["is_deleted"]]
+    assert set(answer) == {p["operating_period_id"] for p in live}
+    for p in live:
+        vehicles, avg_km, total_km = answer[p["operating_period_id"]]
+        assert vehicles == p["vehicles"]
+        assert total_km == pytest.approx(p["total_distance_km"], rel=1e-9, abs=1e-12)
+        if p["avg_distance_km"] is None:
+            assert avg_km is None
+        else:
+            assert avg_km == pytest.approx(p["avg_distance_km"], rel=1e-9)

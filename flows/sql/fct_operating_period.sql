@@ -32,7 +32,7 @@ latest_creates as (
     where event = 'create'
     qualify row_number() over (
         partition by operating_period_id
-        order by "at" desc, period_start, period_finish, organization_id, event_id
+        order by "at" desc, period_start desc, period_finish desc, organization_id desc, event_id
     ) = 1
 ),
 

@@ -1,5 +1,5 @@
 -- Valid location points inside any recomputed period's window, from every partition, counted
--- once per (vehicle, location_at): earliest at, then lowest lat, then lng is kept.
+-- once per (vehicle, location_at): earliest at, then lowest lat, lng, organization is kept.
 with windows as (
     select p.start_at, p.finish_at
     from fact_operating_period as p
@@ -31,7 +31,7 @@ deduplicated as (
     from candidates
     qualify row_number() over (
         partition by vehicle_id, location_at
-        order by "at", lat, lng
+        order by "at", lat, lng, organization_id
     ) = 1
 )
 
