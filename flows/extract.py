@@ -163,12 +163,19 @@ def fetch_day(
     summary = FetchSummary(day, listed=len(listed), skipped=len(listed) - len(todo))
     done, failures = _download_all(source, todo, raw_dir, settings.fetch_concurrency, report)
     if done or not lake.manifest_path(day).exists():
-        atomic_write_json(lake.manifest_path(day), {**manifest, **done})
+        _save_manifest(lake.manifest_path(day), {**manifest, **done})
     summary.fetched, summary.failed = len(done), len(failures)
     summary.fetched_keys = sorted(done)
     summary.bytes_fetched = sum(entry["size"] for entry in done.values())
     _raise_failures(failures, len(todo), day)
     return summary
+
+
+def _save_manifest(path: Path, manifest: Manifest) -> None:
+    try:
+        atomic_write_json(path, manifest)
+    except OSError as exc:
+        raise LakeError(f"cannot write manifest {path}: {exc.strerror or exc}") from exc
 
 
 def _raise_failures(failures: list[SourceError | LakeError], todo: int, day: dt.date) -> None:

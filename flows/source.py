@@ -266,7 +266,8 @@ def _open_s3(settings: Settings) -> S3Source:
         raise SourceError(
             f"VDP_SOURCE_URL {settings.source_url!r} names no bucket (s3://bucket/prefix/)"
         )
-    where = redact_url(settings.s3_endpoint_url) if settings.s3_endpoint_url else "AWS"
+    endpoint = settings.s3_endpoint_url
+    where = redact_url(endpoint) if endpoint else f"AWS S3 ({settings.s3_region})"
     credentials = _credentials(settings)
     try:
         client = credentials.get_s3_client()

@@ -12,7 +12,14 @@ import pytest
 from support_faults import FaultyS3Proxy
 
 from flows import extract
-from flows.extract import FetchError, fetch_day, fetch_new_objects, fetch_object, read_manifest
+from flows.extract import (
+    FetchError,
+    fetch_day,
+    fetch_new_objects,
+    fetch_object,
+    list_source_objects,
+    read_manifest,
+)
 from flows.lake import Lake, LakeError
 from flows.settings import Settings
 from flows.source import SourceError, SourceObject, open_source
@@ -208,6 +215,8 @@ def test_fetch_task_returns_summary_dict(s3_client, s3_bucket, moto_endpoint, la
     assert result["source_day"] == "2019-06-01"
     assert (result["listed"], result["fetched"], result["skipped"]) == (3, 3, 0)
     assert json.loads(json.dumps(result)) == result
+    listed = list_source_objects.fn(settings_for(s3_bucket, moto_endpoint), DAY)
+    assert [o.key for o in listed] == sorted(OBJECTS)
 
 
 def test_real_sample_day_is_fetched_byte_identical(
