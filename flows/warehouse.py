@@ -3,6 +3,7 @@ connections with one-line errors that never show a password, and forward-only mi
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import os
 import re
@@ -112,13 +113,24 @@ def start_embedded(lake: Lake) -> str:
     return server.get_uri()
 
 
+def _forget_handle(pgdata: Path) -> None:
+    """Drop this process's pgserver handle so a later start_embedded() starts a fresh server
+    instead of returning the stopped one (and its exit hook does not trip over it)."""
+    import pgserver
+
+    handle = pgserver.PostgresServer._instances.pop(pgdata, None)
+    if handle is not None:
+        atexit.unregister(handle._cleanup)
+        handle.global_process_id_list.get_and_remove(os.getpid())
+
+
 def stop_embedded(lake: Lake) -> bool:
     """Stop the embedded PostgreSQL of this lake; False when it was not running."""
     import pgserver
     from pgserver.utils import PostmasterInfo
 
     pgdata = lake.warehouse_dir.resolve()
-    pgserver.PostgresServer._instances.pop(pgdata, None)
+    _forget_handle(pgdata)
     info = PostmasterInfo.read_from_pgdata(pgdata) if pgdata.is_dir() else None
     if info is None or not info.is_running():
         return False

@@ -13,6 +13,7 @@ from prefect.states import Completed, Failed
 from psycopg import conninfo
 
 from flows.load import (
+    LOAD_LOCK_KEY,
     LoadSummary,
     _is_connection_failure,
     fetch_answer,
@@ -26,6 +27,7 @@ from tests.support_warehouse import (
     D2,
     D3,
     KEYS,
+    Curated,
     base_curated,
     event,
     snapshot,
@@ -166,10 +168,13 @@ def _load_both_at_once(url: str, runs: list[tuple[Path, str, dict]]) -> list[obj
 
 
 def test_concurrent_loads_equal_a_sequential_load(url: str, tmp_path: Path) -> None:
-    curated_dir = base_curated().write(tmp_path / "c")
+    # The same rows in opposite orders: without the load lock the two merges could take row
+    # locks in opposite orders and deadlock (the lock itself is tested just below).
+    base = base_curated()
+    reversed_rows = Curated({table: rows[::-1] for table, rows in base.rows.items()})
     runs = [
-        (curated_dir, "run-a", {"period_ids": ["p1", "p2"], "event_dates": [D1]}),
-        (curated_dir, "run-b", {"period_ids": ["p3", "p4"], "event_dates": [D2]}),
+        (base.write(tmp_path / "a"), "run-a", {}),
+        (reversed_rows.write(tmp_path / "b"), "run-b", {"period_ids": ALL_PERIODS[::-1]}),
     ]
     results = _load_both_at_once(url, runs)
     assert all(isinstance(r, LoadSummary) for r in results), results
@@ -180,7 +185,21 @@ def test_concurrent_loads_equal_a_sequential_load(url: str, tmp_path: Path) -> N
     for curated, run_id, scope in runs:
         load(url, curated, run_id, **scope)
     assert concurrent == snapshot(url)
-    assert concurrent["fact_vehicle_event"] == sorted_rows(base_curated(), "fact_vehicle_event")
+    assert concurrent["fact_vehicle_event"] == sorted_rows(base, "fact_vehicle_event")
+
+
+def test_a_load_waits_for_the_load_lock(url: str, tmp_path: Path) -> None:
+    curated_dir = base_curated().write(tmp_path / "c")
+    with psycopg.connect(url, autocommit=True) as holder:
+        holder.execute("select pg_advisory_lock(%s)", [LOAD_LOCK_KEY])
+        worker = threading.Thread(target=load, args=(url, curated_dir, "run-waiting"))
+        worker.start()
+        worker.join(1.0)
+        assert worker.is_alive()
+        assert is_load_committed(url, "run-waiting") is False
+        holder.execute("select pg_advisory_unlock(%s)", [LOAD_LOCK_KEY])
+    worker.join(30)
+    assert is_load_committed(url, "run-waiting") is True
 
 
 def test_view_answers_the_bi_question(url: str, tmp_path: Path) -> None:
