@@ -20,7 +20,9 @@ def _settings_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--source-url", help="s3://bucket/prefix/ or a local directory")
     group.add_argument("--s3-endpoint-url", help="S3-compatible endpoint URL")
     group.add_argument(
-        "--s3-anonymous", action=argparse.BooleanOptionalAction, default=None,
+        "--s3-anonymous",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="unsigned S3 requests (public bucket)",
     )
     group.add_argument("--lake-root", help="lake root directory")
@@ -66,11 +68,20 @@ def cmd_generate(args: argparse.Namespace) -> None:
 
     settings = get_settings()
     result = generate(
-        args.out, args.start, args.days, orgs=args.orgs, vehicles=args.vehicles,
-        seed=args.seed, quirk_rate=args.quirk_rate, events_per_day=args.events_per_day,
-        s3_endpoint_url=settings.s3_endpoint_url, s3_region=settings.s3_region,
+        args.out,
+        args.start,
+        args.days,
+        orgs=args.orgs,
+        vehicles=args.vehicles,
+        seed=args.seed,
+        quirk_rate=args.quirk_rate,
+        events_per_day=args.events_per_day,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
     )
-    print(f"wrote {result.files} files, {result.lines:,} lines, {result.bytes:,} bytes to {args.out}")
+    print(
+        f"wrote {result.files} files, {result.lines:,} lines, {result.bytes:,} bytes to {args.out}"
+    )
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -122,7 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         return p
 
-    p = add("demo", cmd_demo, "run the whole pipeline on sample data with embedded S3 and PostgreSQL")
+    p = add(
+        "demo", cmd_demo, "run the whole pipeline on sample data with embedded S3 and PostgreSQL"
+    )
     p.add_argument("--days", type=int, default=3, help="generated days besides the real sample")
     p = add("run", cmd_run, "run the daily pipeline for a day, or a backfill over a range")
     p.add_argument("--date", type=_date)

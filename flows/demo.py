@@ -64,12 +64,21 @@ def run_demo(days: int = 3) -> None:
             print(f"demo: uploaded the real door2door sample ({count} files) for {SAMPLE_DAY}")
             run_days.append(SAMPLE_DAY)
         first = SAMPLE_DAY + dt.timedelta(days=1)
-        result = generate(f"s3://{DEMO_BUCKET}/", first, days, orgs=2, vehicles=25, seed=7,
-                          quirk_rate=0.01, s3_endpoint_url=endpoint)
+        result = generate(
+            f"s3://{DEMO_BUCKET}/",
+            first,
+            days,
+            orgs=2,
+            vehicles=25,
+            seed=7,
+            quirk_rate=0.01,
+            s3_endpoint_url=endpoint,
+        )
         print(f"demo: generated {result.lines:,} lines in {result.files} files for {days} day(s)")
         run_days += [first + dt.timedelta(days=i) for i in range(days)]
-        export_overrides(source_url=f"s3://{DEMO_BUCKET}/data/", s3_endpoint_url=endpoint,
-                         s3_anonymous=True)
+        export_overrides(
+            source_url=f"s3://{DEMO_BUCKET}/data/", s3_endpoint_url=endpoint, s3_anonymous=True
+        )
         for day in run_days:
             print_run_summary(daily_pipeline(date=day))
     finally:
@@ -86,7 +95,9 @@ def _print_locations(settings, psql_hint, seconds: float) -> None:
     lake = Lake(settings.lake_root)
     print(f"\ndemo finished in {seconds:.0f}s")
     print(f"  lake:        {lake.root}")
-    print(f"  DuckDB:      duckdb {lake.duckdb_path}   (or: vdp query \"select * from events limit 5\")")
+    print(
+        f'  DuckDB:      duckdb {lake.duckdb_path}   (or: vdp query "select * from events limit 5")'
+    )
     if settings.warehouse_url is None:
         print(f"  warehouse:   {psql_hint(lake)}")
     else:

@@ -48,7 +48,9 @@ class Lake:
 
     def events_partition(self, event_date: dt.date, source_day: dt.date) -> Path:
         return (
-            self.events_dir / f"date={event_date.isoformat()}" / f"source_day={source_day.isoformat()}"
+            self.events_dir
+            / f"date={event_date.isoformat()}"
+            / f"source_day={source_day.isoformat()}"
         )
 
     def events_partitions_of(self, source_day: dt.date) -> list[Path]:
@@ -108,7 +110,9 @@ class Lake:
             probe.write_bytes(b"ok")
             probe.unlink()
         except OSError as exc:
-            raise LakeError(f"lake root {self.root} is not writable: {exc.strerror or exc}") from exc
+            raise LakeError(
+                f"lake root {self.root} is not writable: {exc.strerror or exc}"
+            ) from exc
 
     @contextmanager
     def scratch(self, prefix: str) -> Iterator[Path]:

@@ -57,4 +57,6 @@ def export_overrides(**overrides: object) -> None:
             continue
         if name not in Settings.model_fields:
             raise KeyError(f"unknown setting {name}")
-        os.environ[f"VDP_{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+        os.environ[f"VDP_{name.upper()}"] = (
+            str(value).lower() if isinstance(value, bool) else str(value)
+        )
