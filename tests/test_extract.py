@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from support_faults import FaultyS3Proxy
+from support_source import empty_bucket, put_many
 
 from flows import extract
 from flows.extract import (
@@ -223,18 +223,13 @@ def test_real_sample_day_is_fetched_byte_identical(
     s3_client, s3_bucket, moto_endpoint, lake_root, sample_dir
 ):
     files = sorted((sample_dir / "data").glob("*.json"))
-    with ThreadPoolExecutor(8) as pool:
-        list(
-            pool.map(
-                lambda f: s3_client.put_object(
-                    Bucket=s3_bucket, Key=f"data/{f.name}", Body=f.read_bytes()
-                ),
-                files,
-            )
-        )
+    put_many(s3_client, s3_bucket, {f"data/{f.name}": f.read_bytes() for f in files})
     lake = Lake(lake_root)
 
-    summary = fetch_day(settings_for(s3_bucket, moto_endpoint), lake, DAY)
+    try:
+        summary = fetch_day(settings_for(s3_bucket, moto_endpoint), lake, DAY)
+    finally:
+        empty_bucket(s3_client, s3_bucket)
 
     assert (summary.listed, summary.fetched, summary.failed) == (721, 721, 0)
     assert summary.bytes_fetched == sum(f.stat().st_size for f in files)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from support_source import empty_bucket, put_many
 
 from flows.settings import Settings
 from flows.source import (
@@ -88,11 +88,13 @@ def test_list_day_selects_only_that_days_direct_children(s3_client, s3_bucket, m
 
 def test_list_day_pages_past_1000_objects(s3_client, s3_bucket, moto_endpoint):
     keys = [f"data/2019-06-01-00-00-{i:04d}-events.json" for i in range(1005)]
-    with ThreadPoolExecutor(8) as pool:
-        list(pool.map(lambda key: put(s3_client, s3_bucket, key, b"x"), keys))
+    put_many(s3_client, s3_bucket, dict.fromkeys(keys, b"x"))
     put(s3_client, s3_bucket, "data/2019-05-31-23-59-59-events.json", b"x")
 
-    listed = open_source(s3_settings(s3_bucket, moto_endpoint)).list_day(DAY)
+    try:
+        listed = open_source(s3_settings(s3_bucket, moto_endpoint)).list_day(DAY)
+    finally:
+        empty_bucket(s3_client, s3_bucket)  # in batches: the fixture deletes one at a time
 
     assert len(listed) == 1005
     assert [o.key for o in listed] == keys
