@@ -102,13 +102,17 @@ def start_embedded(lake: Lake) -> str:
     _ensure_runtime_dir()
     lake.root.mkdir(parents=True, exist_ok=True)
     import pgserver
+    from pgserver.utils import PostmasterInfo
 
+    info = PostmasterInfo.read_from_pgdata(lake.warehouse_dir.resolve())
+    if info is None or not info.is_running():
+        _forget_handle(lake.warehouse_dir.resolve())  # stopped elsewhere: start it again
     try:
         server = pgserver.get_server(lake.warehouse_dir, cleanup_mode=None)
     except (subprocess.SubprocessError, OSError, AssertionError) as exc:
         raise WarehouseError(
             f"cannot start the embedded PostgreSQL in {lake.warehouse_dir}: "
-            f"{type(exc).__name__}; see {lake.warehouse_dir / 'log'}"
+            f"{type(exc).__name__}: {exc}; see {lake.warehouse_dir / 'log'}"
         ) from None
     return server.get_uri()
 
@@ -135,7 +139,12 @@ def stop_embedded(lake: Lake) -> bool:
     if info is None or not info.is_running():
         return False
     user = "pgserver" if os.geteuid() == 0 else None
-    pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    try:
+        pgserver.pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    except subprocess.SubprocessError as exc:
+        raise WarehouseError(
+            f"cannot stop the embedded PostgreSQL in {pgdata}: {exc}; see {pgdata / 'log'}"
+        ) from None
     return True
 
 

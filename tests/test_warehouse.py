@@ -246,6 +246,13 @@ def test_embedded_server_starts_under_the_lake_and_migrates(tmp_path: Path) -> N
     with pytest.raises(WarehouseConnectionError):
         connect(url, timeout=2)
 
+    restarted = warehouse_url(Settings(warehouse_url=None, lake_root=lake.root), lake)
+    try:
+        with connect(restarted) as conn:
+            assert migrate(conn) == []
+    finally:
+        assert stop_embedded(lake) is True
+
 
 def test_a_configured_url_is_used_as_given(tmp_path: Path) -> None:
     given = "postgresql://vdp:pw@db.example:5432/vdp"
