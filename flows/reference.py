@@ -21,6 +21,8 @@ from pathlib import Path
 EARTH_RADIUS_KM = 6371.0088
 MIN_AT = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
 MAX_AT = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+ONE_MICROSECOND = dt.timedelta(microseconds=1)
 ENTITY_EVENTS = {
     "vehicle": ("register", "update", "deregister"),
     "operating_period": ("create", "delete"),
@@ -121,24 +123,30 @@ def _typed_event(obj: dict) -> dict:
     if not isinstance(org, str):
         raise _Rejected("invalid_type:organization_id")
     lat, lng, raw_location_at = _location(on, data)
-    raw = {"at": obj["at"], "data.location.at": raw_location_at}
+    at = parse_timestamp(obj["at"], "at")
+    if raw_location_at == obj["at"]:
+        location_at = at
+    else:
+        location_at = parse_timestamp(raw_location_at, "data.location.at")
+    start = finish = None
     if on == "operating_period":
-        raw |= {"data.start": data.get("start"), "data.finish": data.get("finish")}
-    times = {name: parse_timestamp(value, name) for name, value in raw.items()}
-    for name, value in times.items():
+        start = parse_timestamp(data.get("start"), "data.start")
+        finish = parse_timestamp(data.get("finish"), "data.finish")
+    named = (("at", at), ("data.location.at", location_at), ("data.start", start))
+    for name, value in (*named, ("data.finish", finish)):
         if value is not None and not MIN_AT <= value < MAX_AT:
             raise _Rejected(f"timestamp_out_of_range:{name}")
     event_row = {
         "event": event,
         "on": on,
-        "at": times["at"],
+        "at": at,
         "entity_id": entity_id,
         "organization_id": org,
         "lat": None if lat is None else float(lat),
         "lng": None if lng is None else float(lng),
-        "location_at": times["data.location.at"],
-        "period_start": times.get("data.start"),
-        "period_finish": times.get("data.finish"),
+        "location_at": location_at,
+        "period_start": start,
+        "period_finish": finish,
     }
     event_row["is_valid_point"] = is_valid_point(event_row)
     event_row["event_id"] = event_id(event_row)
@@ -158,19 +166,24 @@ def iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
+def _micros(value: dt.datetime | None) -> str | None:
+    return None if value is None else str((value - EPOCH) // ONE_MICROSECOND)
+
+
 def event_id(event: dict) -> str:
-    """md5 of the |-joined event content (NULL as empty): equal for two deliveries of a line."""
+    """md5 of the |-joined event content (timestamps as epoch microseconds, NULL as empty):
+    equal for two deliveries of a line, whatever their field order or extra fields."""
     parts = [
         event["event"],
         event["on"],
-        iso(event["at"]),
+        _micros(event["at"]),
         event["entity_id"],
         event["organization_id"],
         None if event["lat"] is None else repr(event["lat"]),
         None if event["lng"] is None else repr(event["lng"]),
-        iso(event["location_at"]),
-        iso(event["period_start"]),
-        iso(event["period_finish"]),
+        _micros(event["location_at"]),
+        _micros(event["period_start"]),
+        _micros(event["period_finish"]),
     ]
     text = "|".join("" if part is None else part for part in parts)
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
