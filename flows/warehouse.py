@@ -79,10 +79,14 @@ def connect(url: str, *, timeout: int = CONNECT_TIMEOUT_S) -> psycopg.Connection
             url, autocommit=True, connect_timeout=timeout, application_name="vdp"
         )
     except psycopg.Error as exc:
+        # Only a refused/failed connection is worth retrying; a malformed DSN is not.
+        kind = (
+            WarehouseConnectionError
+            if isinstance(exc, psycopg.OperationalError)
+            else WarehouseError
+        )
         reason = _scrub(str(exc), url) or type(exc).__name__
-        raise WarehouseConnectionError(
-            f"cannot connect to the warehouse at {redact(url)}: {reason}"
-        ) from None
+        raise kind(f"cannot connect to the warehouse at {redact(url)}: {reason}") from None
 
 
 # embedded server -----------------------------------------------------------------------------

@@ -292,3 +292,10 @@ def test_connection_error_never_shows_the_password() -> None:
 )
 def test_redact_hides_passwords(url: str, expected: str) -> None:
     assert redact(url) == expected
+
+
+def test_a_malformed_dsn_is_not_a_retryable_connection_error() -> None:
+    with pytest.raises(WarehouseError, match="cannot connect to the warehouse at") as caught:
+        connect("host=h password=hunter2 nonsense")
+    assert not isinstance(caught.value, WarehouseConnectionError)
+    assert "hunter2" not in str(caught.value)
