@@ -30,6 +30,13 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+def _as_dict(value: Any) -> dict:
+    """A stage report as a dict, whether the stage returned a dict or a report object."""
+    if value is None:
+        return {}
+    return value if isinstance(value, dict) else value.to_dict()
+
+
 def answer_rows(rows: list[dict]) -> list[dict]:
     """The answer rows with readable values (used by the table artifact and the console)."""
     return [{c: _fmt(r.get(c)) for c in ANSWER_COLUMNS} for r in rows]
@@ -58,11 +65,13 @@ def run_markdown(summary: dict) -> str:
     ]
     for table, rows in sorted((summary.get("loaded") or {}).get("rows", {}).items()):
         lines.append(f"| load | rows loaded into {table} | {rows:,} |")
-    validation = summary.get("validation") or {}
+    validation = _as_dict(summary.get("validation"))
     if validation:
         outcome = "passed" if validation.get("success") else "FAILED"
         warnings = validation.get("warnings") or []
         lines.append(f"| validate | outcome | {outcome}, {len(warnings)} warning(s) |")
+        if validation.get("summary"):
+            lines.append(f"| validate | summary | {validation['summary']} |")
     for stage_name, seconds in (summary.get("timings") or {}).items():
         lines.append(f"| timing | {stage_name} | {seconds:.2f} s |")
     if validation.get("markdown"):
@@ -85,7 +94,8 @@ def publish_run_artifacts(settings: Settings, lake: Lake, summary: dict) -> None
     from flows.load import fetch_answer
     from flows.warehouse import warehouse_url
 
-    rows = [r for r in fetch_answer(warehouse_url(settings, lake)) if r["operating_period_id"] in touched]
+    answer = fetch_answer(warehouse_url(settings, lake))
+    rows = [r for r in answer if r["operating_period_id"] in touched]
     create_table_artifact(
         key=f"answer-{day}", table=answer_rows(rows),
         description="average distance per operating period, for the periods this run touched",

@@ -48,15 +48,15 @@ def test_schedules_match_between_prefect_yaml_and_serve() -> None:
     assert deployments["daily"]["schedules"] == [
         {"cron": "0 3 * * *", "timezone": "UTC", "active": True}
     ]
-    assert deployments["backfill"]["schedules"] == []
+    assert not deployments["backfill"].get("schedules")
     served = {d.name: d for d in deploy.served_deployments()}
     daily_schedules = [s.schedule for s in served["daily"].schedules]
     assert [(s.cron, s.timezone) for s in daily_schedules] == [("0 3 * * *", "UTC")]
     assert served["backfill"].schedules in (None, [])
     for name in ("daily", "backfill"):
-        assert served[name].concurrency_limit.limit == 1
-        assert served[name].concurrency_limit.collision_strategy.value == "ENQUEUE"
-        assert served[name].entrypoint.endswith(_deployments()[name]["entrypoint"].split(":")[1])
+        assert served[name].concurrency_limit == 1
+        assert served[name].concurrency_options.collision_strategy.value == "ENQUEUE"
+        assert served[name].entrypoint == _deployments()[name]["entrypoint"]
 
 
 def _schedule_at(monkeypatch: pytest.MonkeyPatch, when: dt.datetime) -> None:
