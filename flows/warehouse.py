@@ -92,10 +92,9 @@ def connect(url: str, *, timeout: int = CONNECT_TIMEOUT_S) -> psycopg.Connection
 # embedded server -----------------------------------------------------------------------------
 def _ensure_runtime_dir() -> None:
     """pgserver keeps its inter-process lock in XDG_RUNTIME_DIR; it must exist with mode 0700.
-    An unset variable gets a stable per-user directory so every process shares the lock."""
-    runtime = os.environ.get("XDG_RUNTIME_DIR") or str(
-        Path(tempfile.gettempdir()) / f"vdp-runtime-{os.getuid()}"
-    )
+    An unset variable gets platformdirs' own fallback, so every process shares the lock."""
+    fallback = Path(tempfile.gettempdir()) / f"runtime-{os.geteuid()}"
+    runtime = os.environ.get("XDG_RUNTIME_DIR") or str(fallback)
     Path(runtime).mkdir(mode=0o700, parents=True, exist_ok=True)
     os.environ["XDG_RUNTIME_DIR"] = runtime
 
