@@ -1,5 +1,6 @@
 -- Distance per vehicle and period: haversine over consecutive points by location_at, for the
 -- recomputed periods; the published rows of every other still existing period are kept.
+-- The sum is ordered so a re-run adds the legs in the same order and gives the same bits.
 with periods as (
     select
         p.operating_period_id,
@@ -49,7 +50,9 @@ computed as (
         operating_period_id,
         vehicle_id,
         any_value(organization_id) as organization_id,
-        coalesce(sum(haversine_km(previous_lat, previous_lng, lat, lng)), 0.0) as distance_km,
+        coalesce(
+            sum(haversine_km(previous_lat, previous_lng, lat, lng) order by location_at), 0.0
+        ) as distance_km,
         count(*) as location_points,
         min(location_at) as first_location_at,
         max(location_at) as last_location_at
