@@ -73,11 +73,11 @@ def pg_server_url(tmp_path_factory) -> Iterator[str]:
     if url:
         yield url
         return
-    import pgserver
-
     runtime = tmp_path_factory.mktemp("xdg")
     runtime.chmod(0o700)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(runtime))
+    import pgserver
+
     server = pgserver.get_server(tmp_path_factory.mktemp("pgdata"), cleanup_mode="delete")
     yield server.get_uri()
     server.cleanup()
