@@ -85,7 +85,8 @@ def publish_run_artifacts(settings: Settings, lake: Lake, summary: dict) -> None
 
     day = str(summary.get("source_day", "unknown"))
     create_markdown_artifact(
-        key=f"run-summary-{day}", markdown=run_markdown(summary),
+        key=f"run-summary-{day}",
+        markdown=run_markdown(summary),
         description=f"daily pipeline summary for source day {day}",
     )
     touched = set(summary.get("recomputed_periods") or [])
@@ -97,7 +98,8 @@ def publish_run_artifacts(settings: Settings, lake: Lake, summary: dict) -> None
     answer = fetch_answer(warehouse_url(settings, lake))
     rows = [r for r in answer if r["operating_period_id"] in touched]
     create_table_artifact(
-        key=f"answer-{day}", table=answer_rows(rows),
+        key=f"answer-{day}",
+        table=answer_rows(rows),
         description="average distance per operating period, for the periods this run touched",
     )
 
