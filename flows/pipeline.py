@@ -9,7 +9,7 @@ import time
 import uuid
 from pathlib import Path
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, task
 from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -23,8 +23,8 @@ from flows.report import publish_run_artifacts
 from flows.scale import day_slots
 from flows.settings import Settings, get_settings
 from flows.stage import stage_partition
-from flows.transform import transform
-from flows.validate import validate_data
+from flows.transform import TransformResult, transform_partition
+from flows.validate import ValidationFailed, prewarm, validate_data
 from flows.warehouse import warehouse_url
 
 Day = dt.date
@@ -57,20 +57,6 @@ def ingest_day(date: Day, settings: Settings | None = None) -> dict:
     return {"source_day": date.isoformat(), "fetch": fetched, "stage": staged}
 
 
-@task(name="build-curated-tables", timeout_seconds=3600)
-def build_curated(lake_root: str, source_days: list[Day], out_dir: str):
-    """Recompute the curated tables the given source days touch, into a scratch directory."""
-    started = time.perf_counter()
-    result = transform(Lake(Path(lake_root)), source_days, Path(out_dir))
-    get_run_logger().info(
-        "recomputed %d periods and %d event dates in %.1fs",
-        len(result.recomputed_period_ids),
-        len(result.event_dates),
-        time.perf_counter() - started,
-    )
-    return result
-
-
 def _link_copy(src: Path, dst: Path) -> Path:
     """A hard-linked copy of the scratch output, so the loader keeps reading it after the
     swap has moved the originals into the lake."""
@@ -92,14 +78,23 @@ def publish_days(
         recover(lake, lambda txn: is_load_committed(url, txn))
         with lake.scratch(f"run-{run_id}") as scratch:
             started = time.perf_counter()
-            result = build_curated(str(lake.root), days, str(scratch / "curated"))
+            result = TransformResult.from_dict(
+                transform_partition(str(lake.root), days, str(scratch / "curated"))
+            )
             timings["transform"] = time.perf_counter() - started
             started = time.perf_counter()
-            events_paths = [p for d in days for part in lake.events_partitions_of(d)
-                            for p in sorted(part.glob("*.parquet"))]
+            events_paths = [
+                p
+                for d in days
+                for part in lake.events_partitions_of(d)
+                for p in sorted(part.glob("*.parquet"))
+            ]
             validation = validate_data(
-                lake, run_id=run_id, events_paths=events_paths,
-                curated_dir=result.out_dir, fetched_objects=fetched_objects,
+                lake,
+                run_id=run_id,
+                events_paths=events_paths,
+                curated_dir=result.out_dir,
+                fetched_objects=fetched_objects,
             )
             timings["validate"] = time.perf_counter() - started
             load_dir = _link_copy(result.out_dir, scratch / "load")
@@ -108,8 +103,12 @@ def publish_days(
             started = time.perf_counter()
             try:
                 loaded = load_warehouse(
-                    url, load_dir, run_id=run_id, partition_date=max(days),
-                    period_ids=result.recomputed_period_ids, event_dates=result.event_dates,
+                    url,
+                    load_dir,
+                    run_id=run_id,
+                    partition_date=max(days),
+                    period_ids=result.recomputed_period_ids,
+                    event_dates=result.event_dates,
                     flow_run_id=str(flow_run.id) if flow_run.id else None,
                 )
             except BaseException:
@@ -123,16 +122,23 @@ def publish_days(
         "event_dates": [d.isoformat() for d in result.event_dates],
         "curated_rows": result.rows,
         "loaded": loaded,
-        "validation": validation,
+        "validation": validation.to_dict(),
         "timings": timings,
     }
 
 
 def _ingest(settings: Settings, lake: Lake, day: Day) -> dict:
+    """Fetch then stage one source day, holding the day's lake lock (one writer per day)."""
     with lake_lock(lake, f"day-{day.isoformat()}"):
         fetched = fetch_new_objects(settings, str(lake.root), day)
         staged = stage_partition(str(lake.root), day)
     return {"fetch": fetched, "stage": staged}
+
+
+@task(name="ingest-source-day", timeout_seconds=7200)
+def ingest_source_day(settings: Settings, lake_root: str, day: Day) -> dict:
+    """One day's fetch and stage as a unit a backfill can run beside other days."""
+    return _ingest(settings, Lake(Path(lake_root)), day)
 
 
 @flow(name="daily-pipeline", log_prints=False)
@@ -144,6 +150,7 @@ def daily_pipeline(date: Day | None = None) -> dict:
     lake.ensure_writable()
     run_id = _run_id()
     started = time.perf_counter()
+    prewarm()
     summary: dict = {"run_id": run_id, "source_day": day.isoformat(), "timings": {}}
     try:
         with day_slots([day]):  # Prefect-side guard: two runs of one day never overlap
@@ -154,6 +161,10 @@ def daily_pipeline(date: Day | None = None) -> dict:
             summary["timings"].update(published.pop("timings"))
             summary.update(published)
             summary["status"] = "succeeded"
+    except ValidationFailed as exc:
+        summary["validation"] = exc.report.to_dict()
+        summary["status"] = f"failed: {exc}"
+        raise
     except Exception as exc:
         summary["status"] = f"failed: {exc}"
         raise
@@ -174,13 +185,11 @@ def backfill(start: Day, end: Day) -> dict:
     lake.ensure_writable()
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     with day_slots(days):  # no other run of these days may overlap this backfill
-        fetches = {d: fetch_new_objects.submit(settings, str(lake.root), d) for d in days}
-        stages = {d: stage_partition.submit(str(lake.root), d, wait_for=[fetches[d]]) for d in days}
-        wait(list(stages.values()))
+        ingests = {d: ingest_source_day.submit(settings, str(lake.root), d) for d in days}
+        wait(list(ingests.values()))
         results = []
         for day in days:
-            fetched = fetches[day].result()
-            published = publish_days(settings, lake, [day], _run_id(), fetched["listed"])
-            results.append({"source_day": day.isoformat(), "fetch": fetched,
-                            "stage": stages[day].result(), **published})
+            ingested = ingests[day].result()
+            published = publish_days(settings, lake, [day], _run_id(), ingested["fetch"]["listed"])
+            results.append({"source_day": day.isoformat(), **ingested, **published})
         return {"days": [d.isoformat() for d in days], "results": results}
