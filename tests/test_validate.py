@@ -126,10 +126,18 @@ def clean_frames() -> Frames:
     }
 
 
-def run(tmp_path: Path, frames: Frames, **kwargs) -> ValidationReport:
+@pytest.fixture(scope="module")
+def shared_lake(tmp_path_factory: pytest.TempPathFactory) -> Lake:
+    """One lake for the module: a GX file context is set up once, as in production where every
+    run of a lake shares it; each test validates under its own run id."""
+    return Lake(tmp_path_factory.mktemp("shared") / "lake")
+
+
+def run(tmp_path: Path, frames: Frames, lake: Lake | None = None, **kwargs) -> ValidationReport:
     paths, curated = write_run(tmp_path, frames)
-    args = {"run_id": "run-1", "fetched_objects": 1, **kwargs}
-    return validate_run(Lake(tmp_path / "lake"), events_paths=paths, curated_dir=curated, **args)
+    args = {"run_id": f"run-{tmp_path.name}", "fetched_objects": 1, **kwargs}
+    lake = lake or Lake(tmp_path / "lake")
+    return validate_run(lake, events_paths=paths, curated_dir=curated, **args)
 
 
 def set_row(table: str, column: str, row: int, value: object) -> Callable[[Frames], None]:
@@ -150,7 +158,7 @@ def duplicate_row(table: str, row: int) -> Callable[[Frames], None]:
 
 
 def test_clean_run_passes_every_suite_and_writes_results(tmp_path: Path) -> None:
-    report = run(tmp_path, clean_frames())
+    report = run(tmp_path, clean_frames(), run_id="run-1")
     assert report.success, report.summary_line()
     assert [r.label() for r in report.results if not r.success] == []
     assert {r.suite for r in report.results} == set(SUITES)
@@ -211,11 +219,11 @@ CRITICAL_BREACHES = [
 
 @pytest.mark.parametrize(("mutate", "expected"), CRITICAL_BREACHES)
 def test_critical_breach_fails_the_run_naming_expectation_and_count(
-    tmp_path: Path, mutate: Callable[[Frames], None], expected: str
+    tmp_path: Path, shared_lake: Lake, mutate: Callable[[Frames], None], expected: str
 ) -> None:
     frames = clean_frames()
     mutate(frames)
-    report = run(tmp_path, frames)
+    report = run(tmp_path, frames, shared_lake)
     assert not report.success
     assert report.summary_line() == f"validation failed: {expected}"
     with pytest.raises(ValidationFailed, match="validation failed") as failure:
@@ -223,11 +231,11 @@ def test_critical_breach_fails_the_run_naming_expectation_and_count(
     assert failure.value.report is report
 
 
-def test_warning_is_reported_and_the_run_continues(tmp_path: Path) -> None:
+def test_warning_is_reported_and_the_run_continues(tmp_path: Path, shared_lake: Lake) -> None:
     """A 30-hour period is unusual, not wrong: the run passes and says so."""
     frames = clean_frames()
     set_row("fact_operating_period", "finish_at", 1, minutes(10 + 30 * 60))(frames)
-    report = run(tmp_path, frames)
+    report = run(tmp_path, frames, shared_lake)
     assert report.success and report.critical_failures == []
     assert [(w.label(), w.unexpected_count) for w in report.warnings] == [
         ("fact_operating_period.expect_column_values_to_be_between(period_hours)", 1)
@@ -240,40 +248,40 @@ def test_warning_is_reported_and_the_run_continues(tmp_path: Path) -> None:
     assert "| warning | FAIL | 1 | 2 |" in markdown
 
 
-def test_suspect_speed_is_a_warning_not_a_failure(tmp_path: Path) -> None:
+def test_suspect_speed_is_a_warning_not_a_failure(tmp_path: Path, shared_lake: Lake) -> None:
     """30 km in five minutes (360 km/h) is suspect but under the 1000 km/h ceiling."""
     frames = clean_frames()
     set_row("fact_vehicle_operating_period", "distance_km", 0, 30.0)(frames)
-    report = run(tmp_path, frames)
+    report = run(tmp_path, frames, shared_lake)
     assert report.success
     assert [w.columns for w in report.warnings] == ["avg_speed_kmh"]
 
 
-def test_row_count_check_only_applies_when_objects_were_fetched(tmp_path: Path) -> None:
+def test_row_count_check_only_applies_when_objects_were_fetched(
+    tmp_path: Path, shared_lake: Lake
+) -> None:
     frames = clean_frames()
     frames["events"] = frames["events"].clear()
-    fetched = run(tmp_path / "a", frames, fetched_objects=3)
+    fetched = run(tmp_path / "a", frames, shared_lake, fetched_objects=3)
     assert fetched.success
     assert [w.label() for w in fetched.warnings] == [
         "events.expect_table_row_count_to_be_between(table)"
     ]
     assert fetched.warnings[0].detail() == "observed 0"
-    nothing_fetched = run(tmp_path / "b", frames, fetched_objects=0)
+    nothing_fetched = run(tmp_path / "b", frames, shared_lake, fetched_objects=0)
     assert nothing_fetched.success and nothing_fetched.warnings == []
     assert len(nothing_fetched.results) == 54
 
 
-def test_no_events_partition_validates_an_empty_frame(tmp_path: Path) -> None:
-    frames = clean_frames()
-    _, curated = write_run(tmp_path, frames)
-    lake = Lake(tmp_path / "lake")
+def test_no_events_partition_validates_an_empty_frame(tmp_path: Path, shared_lake: Lake) -> None:
+    _, curated = write_run(tmp_path, clean_frames())
     report = validate_run(
-        lake, run_id="empty", events_paths=[], curated_dir=curated, fetched_objects=0
+        shared_lake, run_id="empty", events_paths=[], curated_dir=curated, fetched_objects=0
     )
     assert report.success and report.warnings == []
 
 
-def test_suites_load_from_a_directory(tmp_path: Path) -> None:
+def test_suites_load_from_a_directory(tmp_path: Path, shared_lake: Lake) -> None:
     """Tightening the speed ceiling in a copy of the suites turns clean data into a failure."""
     suites = tmp_path / "suites"
     shutil.copytree(DEFAULT_SUITES_DIR, suites)
@@ -286,7 +294,7 @@ def test_suites_load_from_a_directory(tmp_path: Path) -> None:
     )
     ceiling["kwargs"]["max_value"] = 10
     path.write_text(json.dumps(spec))
-    report = run(tmp_path, clean_frames(), suites_dir=suites)
+    report = run(tmp_path, clean_frames(), shared_lake, suites_dir=suites)
     assert report.summary_line() == (
         "validation failed: fact_vehicle_operating_period.expect_column_values_to_be_between"
         "(avg_speed_kmh): 2 unexpected"
@@ -316,12 +324,12 @@ def test_missing_curated_table_names_it(tmp_path: Path) -> None:
         )
 
 
-def test_markdown_lists_every_suite_with_pass_and_fail(tmp_path: Path) -> None:
+def test_markdown_lists_every_suite_with_pass_and_fail(tmp_path: Path, shared_lake: Lake) -> None:
     frames = clean_frames()
     duplicate_row("fact_operating_period", 0)(frames)
-    report = run(tmp_path, frames)
+    report = run(tmp_path, frames, shared_lake, run_id="md-run")
     markdown = validation_markdown(report)
-    assert markdown.startswith("# Data validation FAILED: run run-1")
+    assert markdown.startswith("# Data validation FAILED: run md-run")
     for suite in SUITES:
         assert f"| {suite} | expect_table_columns_to_match_set | table | critical | pass |" in (
             markdown
