@@ -58,11 +58,6 @@ def run_demo(days: int = 3) -> None:
     try:
         client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
         client.create_bucket(Bucket=DEMO_BUCKET)
-        run_days = []
-        if (SAMPLE_DIR / "data").is_dir():
-            count = upload_sample(client, DEMO_BUCKET, SAMPLE_DIR)
-            print(f"demo: uploaded the real door2door sample ({count} files) for {SAMPLE_DAY}")
-            run_days.append(SAMPLE_DAY)
         first = SAMPLE_DAY + dt.timedelta(days=1)
         result = generate(
             f"s3://{DEMO_BUCKET}/",
@@ -75,7 +70,12 @@ def run_demo(days: int = 3) -> None:
             s3_endpoint_url=endpoint,
         )
         print(f"demo: generated {result.lines:,} lines in {result.files} files for {days} day(s)")
-        run_days += [first + dt.timedelta(days=i) for i in range(days)]
+        run_days: list[dt.date] = []
+        if (SAMPLE_DIR / "data").is_dir():
+            count = upload_sample(client, DEMO_BUCKET, SAMPLE_DIR)
+            print(f"demo: uploaded the real door2door sample ({count} files) for {SAMPLE_DAY}")
+            run_days.append(SAMPLE_DAY)
+        run_days = sorted(run_days + [first + dt.timedelta(days=i) for i in range(days)])
         export_overrides(
             source_url=f"s3://{DEMO_BUCKET}/data/", s3_endpoint_url=endpoint, s3_anonymous=True
         )

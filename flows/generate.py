@@ -479,10 +479,11 @@ def _plan(
         wanted = events_per_day / vehicles * DEFAULT_STEP_MS / (30 * MINUTE_MS)
         free = min(36, max(1, round(wanted)))
     periods: list[_Period] = []
+    tag = f"{rng.getrandbits(24):06x}"  # keeps period ids of separate datasets apart
     for day in range(days):
         w0 = base + day * DAY_MS
         todays = [
-            _plan_period(rng, f"op_{len(periods) + i + 1}", org, k, w0, day == days - 1)
+            _plan_period(rng, f"op_{tag}_{len(periods) + i + 1}", org, k, w0, day == days - 1)
             for i, (org, k) in enumerate(
                 (org, k) for org in org_ids for k in range(rng.randint(3, 4))
             )
