@@ -358,3 +358,40 @@ def test_task_raises_on_critical_and_docs_keep_history(tmp_path: Path) -> None:
     assert index == lake.validation_dir / "docs" / "index.html"
     html = index.read_text()
     assert "run-good" in html and "run-bad" in html
+
+
+def test_period_ids_limit_curated_checks_to_recomputed_periods(
+    tmp_path: Path, shared_lake: Lake
+) -> None:
+    """Untouched periods passed when published; a duplicate of a recomputed id still shows."""
+    frames = clean_frames()
+    duplicate_row("fact_operating_period", 1)(frames)
+    untouched = run(tmp_path / "a", frames, shared_lake, period_ids=["op_1"])
+    assert untouched.success, untouched.summary_line()
+    by_label = {r.label(): r for r in untouched.results}
+    unique = by_label[
+        "fact_operating_period.expect_column_values_to_be_unique(operating_period_id)"
+    ]
+    assert unique.element_count == 1
+    recomputed = run(tmp_path / "b", frames, shared_lake, period_ids=["op_2"])
+    assert recomputed.summary_line() == (
+        "validation failed: fact_operating_period.expect_column_values_to_be_unique"
+        "(operating_period_id): 2 unexpected"
+    )
+
+
+def test_event_redelivered_in_another_source_day_is_legal(
+    tmp_path: Path, shared_lake: Lake
+) -> None:
+    """A backfill validates several source days: the same event_id in two of them is a
+    re-delivery (the events view keeps one), the same event_id twice in one day is not."""
+    frames = clean_frames()
+    other_day = frames["events"][0].with_columns(source_day=pl.lit(DAY + dt.timedelta(days=1)))
+    frames["events"] = pl.concat([frames["events"], other_day])
+    assert run(tmp_path / "a", frames, shared_lake).success
+    duplicate_row("events", 0)(frames)
+    report = run(tmp_path / "b", frames, shared_lake)
+    assert report.summary_line() == (
+        "validation failed: events.expect_compound_columns_to_be_unique"
+        "(source_day, event_id): 2 unexpected"
+    )
