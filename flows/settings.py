@@ -1,4 +1,4 @@
-"""The one place the environment is read: settings from VDP_* variables, overridable by CLI flags."""
+"""The one place the environment is read: VDP_* variables, overridable by CLI flags."""
 
 from __future__ import annotations
 
