@@ -95,6 +95,7 @@ def publish_days(
                 events_paths=events_paths,
                 curated_dir=result.out_dir,
                 fetched_objects=fetched_objects,
+                period_ids=result.recomputed_period_ids,
             )
             timings["validate"] = time.perf_counter() - started
             load_dir = _link_copy(result.out_dir, scratch / "load")
@@ -184,6 +185,7 @@ def backfill(start: Day, end: Day) -> dict:
     lake = Lake(settings.lake_root)
     lake.ensure_writable()
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+    prewarm()
     with day_slots(days):  # no other run of these days may overlap this backfill
         ingests = {d: ingest_source_day.submit(settings, str(lake.root), d) for d in days}
         wait(list(ingests.values()))
