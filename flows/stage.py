@@ -38,6 +38,11 @@ LINES_SCHEMA = pa.schema(
 )
 READ_THREADS = 2
 STAGE_TIMEOUT_SECONDS = 3600
+# zstd level 1: a fifth less CPU than the default level 3 for ~8% larger files
+PARQUET_OPTIONS = "format parquet, compression zstd, compression_level 1"
+EVENTS_OF_DATE = (
+    "select * exclude (row_no) from staged_events where event_date = $d order by row_no"
+)
 
 
 class StageError(RuntimeError):
@@ -207,6 +212,14 @@ def _recheck_lenient(con: duckdb.DuckDBPyConnection) -> None:
         )
 
 
+def _copy_to(
+    con: duckdb.DuckDBPyConnection, query: str, target: Path, params: dict[str, Any]
+) -> None:
+    """Write a query's rows to one zstd Parquet file."""
+    path = str(target).replace("'", "''")
+    con.execute(f"copy ({query}) to '{path}' ({PARQUET_OPTIONS})", params)
+
+
 def _write_events(
     con: duckdb.DuckDBPyConnection, out_dir: Path, params: dict[str, Any]
 ) -> dict[dt.date, Path]:
@@ -217,11 +230,7 @@ def _write_events(
     for (event_date,) in dates:
         target = out_dir / f"date={event_date.isoformat()}"
         target.mkdir(parents=True)
-        rows = con.sql(
-            "select * exclude (row_no) from staged_events where event_date = $d",
-            params={"d": event_date},
-        )
-        rows.write_parquet(str(target / "part-0.parquet"), compression="zstd")
+        _copy_to(con, EVENTS_OF_DATE, target / "part-0.parquet", {"d": event_date})
         written[event_date] = target
     return written
 
@@ -231,8 +240,7 @@ def _write_quarantine(
 ) -> None:
     """Write the rejected lines (possibly none) to ``out_dir``/part-0.parquet."""
     out_dir.mkdir(parents=True)
-    rows = con.sql(_sql("stage_quarantine"), params=params)
-    rows.write_parquet(str(out_dir / "part-0.parquet"), compression="zstd")
+    _copy_to(con, _sql("stage_quarantine"), out_dir / "part-0.parquet", params)
 
 
 def _count(con: duckdb.DuckDBPyConnection, summary: StageSummary) -> None:

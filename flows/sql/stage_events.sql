@@ -1,7 +1,6 @@
--- Accepted lines as typed events, in input order: the first delivery of each distinct event
--- within the source day (lowest row_no: source key, then line number), with event_id and
+-- Accepted lines as typed events: the first delivery of each distinct event within the
+-- source day (lowest row_no: source key, then line number), with event_id and
 -- is_valid_point as docs/data-model.md defines them. Parameters: $ingested_at, $source_day.
--- Deduplicated with a semi join rather than a window so that input order is kept.
 with
 
 accepted as (
@@ -10,28 +9,39 @@ accepted as (
     where reason is null
 ),
 
-identified as materialized (
+iso_texts as (
+    select
+        *,
+        strftime("at", '%Y-%m-%dT%H:%M:%S.%fZ') as at_iso,
+        case
+            when location_at = "at" then at_iso
+            else strftime(location_at, '%Y-%m-%dT%H:%M:%S.%fZ')
+        end as location_at_iso
+    from accepted
+),
+
+identified as (
     select
         *,
         md5(concat(
             event, '|',
             "on", '|',
-            strftime("at", '%Y-%m-%dT%H:%M:%S.%fZ'), '|',
+            at_iso, '|',
             entity_id, '|',
             organization_id, '|',
             lat::varchar, '|',
             lng::varchar, '|',
-            strftime(location_at, '%Y-%m-%dT%H:%M:%S.%fZ'), '|',
+            location_at_iso, '|',
             strftime(period_start, '%Y-%m-%dT%H:%M:%S.%fZ'), '|',
             strftime(period_finish, '%Y-%m-%dT%H:%M:%S.%fZ')
         )) as event_id
-    from accepted
+    from iso_texts
 ),
 
 first_deliveries as (
-    select min(row_no) as row_no
+    select *
     from identified
-    group by event_id
+    qualify row_number() over (partition by event_id order by row_no) = 1
 )
 
 select
@@ -61,5 +71,4 @@ select
     "at"::date as event_date,
     $source_day::date as source_day,
     row_no
-from identified
-where row_no in (select row_no from first_deliveries)
+from first_deliveries

@@ -1,8 +1,13 @@
--- Helpers over the JSON texts json_extract returns (compact: a string starts with '"').
+-- Helpers over compact JSON value texts (a string starts with '"').
 create or replace temp macro json_missing(j) as j is null or j = 'null';
 
+-- A JSON string's value; the slice is exact when there is no escape sequence.
 create or replace temp macro json_text(j) as
-    case when starts_with(j, '"') then j::json ->> '$' end;
+    case
+        when not starts_with(j, '"') then null
+        when contains(j, '\') then j::json ->> '$'
+        else j[2:-2]
+    end;
 
 -- A JSON number as DOUBLE; NULL for strings, booleans, objects and arrays.
 create or replace temp macro json_number(j) as
@@ -12,6 +17,10 @@ create or replace temp macro json_number(j) as
 -- session time zone, UTC) as TIMESTAMPTZ, else NULL. DuckDB's cast alone accepts more.
 create or replace temp macro iso_timestamptz(t) as
     case
+        -- the shape nearly every line has, e.g. 2019-06-01T18:17:10.101Z, skips the regex
+        when strlen(t) = 24 and t[11] = 'T' and t[24] = 'Z' and t[20] = '.'
+            and not contains(t, ' ')
+            then try_cast(t as timestamptz)
         when regexp_full_match(
             t,
             '\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}(:?\d{2})?)?'

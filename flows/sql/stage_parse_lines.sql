@@ -1,6 +1,7 @@
--- One row per raw line, in input order: its typed event fields, or the first reason it is
--- rejected. Reads the Arrow table `lines` (row_no, source_key, line_number, line, bad_utf8);
--- a line still ends with its terminator, which JSON ignores.
+-- One row per raw line: its typed event fields, or the first reason it is rejected.
+-- Reads the Arrow table `lines` (row_no, source_key, line_number, line, bad_utf8); a line
+-- still ends with its terminator, which JSON ignores. Rules: docs/data-model.md and
+-- flows/reference.py (the first rule that fails names the reason).
 with
 
 json_lines as (
@@ -9,8 +10,6 @@ json_lines as (
         source_key,
         line_number,
         line,
-        -- exactly the characters Python's str.strip() removes
-        regexp_full_match(line, '[\t\n\x0b\x0c\r\x1c-\x1f\x85\pZ]*') as is_blank,
         not bad_utf8 and json_valid(line) as is_json
     from lines
 ),
@@ -18,63 +17,50 @@ json_lines as (
 extracted as (
     select
         *,
-        is_json and regexp_matches(line, '^\s*\{') as is_object,
-        -- json_valid also accepts NaN/Infinity and trailing commas: recheck those strictly
-        is_json and regexp_matches(line, '[:\[,]\s*[-+]?(?i:nan|inf)|,\s*[\]}]') as is_lenient,
-        case when is_json then json_extract(line, [
-            '$.event',
-            '$.on',
-            '$.at',
-            '$.data.id',
-            '$.organization_id',
-            '$.data.location.lat',
-            '$.data.location.lng',
-            '$.data.location.at',
-            '$.data.start',
-            '$.data.finish',
-            '$.data.location'
-        ])::varchar[] end as j
+        -- a valid JSON text starting with '{' (after whitespace) is an object
+        is_json and (starts_with(line, '{') or regexp_matches(line, '^\s*\{')) as is_object,
+        is_json and regexp_matches(line, ',\s*[\]}]') as has_trailing_comma,
+        -- one parse per line; fields whose JSON type matters stay JSON text, the others
+        -- come as text (a number or object there fails later checks just the same)
+        case when is_json then from_json(line, '{
+            "event": "VARCHAR",
+            "on": "VARCHAR",
+            "at": "VARCHAR",
+            "organization_id": "JSON",
+            "data": {
+                "id": "JSON",
+                "start": "VARCHAR",
+                "finish": "VARCHAR",
+                "location": {"lat": "JSON", "lng": "JSON", "at": "VARCHAR"}
+            }
+        }') end as doc
     from json_lines
 ),
 
-json_fields as (
+scalars as (
     select
         row_no,
         source_key,
         line_number,
         line,
-        is_blank,
         is_json,
         is_object,
-        is_lenient,
-        j[1] as j_event,
-        j[2] as j_on,
-        j[3] as j_at,
-        j[4] as j_id,
-        j[5] as j_organization_id,
-        j[6] as j_lat,
-        j[7] as j_lng,
-        j[8] as j_location_at,
-        j[9] as j_start,
-        j[10] as j_finish,
-        j[11] as j_location
-    from extracted
-),
-
-scalars as (
-    select
-        *,
-        json_text(j_event) as event_text,
-        json_text(j_on) as on_text,
-        json_text(j_at) as at_text,
+        has_trailing_comma,
+        doc.event as event_text,
+        doc.on as on_text,
+        doc.at as at_text,
+        doc.data.id::varchar as j_id,
+        doc.organization_id::varchar as j_organization_id,
+        doc.data.location.lat::varchar as j_lat,
+        doc.data.location.lng::varchar as j_lng,
+        doc.data.location.at as location_at_text,
+        doc.data.start as start_text,
+        doc.data.finish as finish_text,
         json_text(j_id) as id_text,
         json_text(j_organization_id) as org_text,
         json_number(j_lat) as lat_number,
-        json_number(j_lng) as lng_number,
-        json_text(j_location_at) as location_at_text,
-        json_text(j_start) as start_text,
-        json_text(j_finish) as finish_text
-    from json_fields
+        json_number(j_lng) as lng_number
+    from extracted
 ),
 
 entities as (
@@ -90,45 +76,67 @@ entities as (
 timestamps as (
     select
         *,
-        iso_timestamptz(at_text) as at_ts,
-        case when is_vehicle then iso_timestamptz(location_at_text) end as location_at_ts,
+        iso_timestamptz(at_text) as at_ts
+    from entities
+),
+
+all_timestamps as (
+    select
+        *,
+        case
+            when not is_vehicle then null
+            when location_at_text = at_text then at_ts
+            else iso_timestamptz(location_at_text)
+        end as location_at_ts,
         case when is_period then iso_timestamptz(start_text) end as start_ts,
         case when is_period then iso_timestamptz(finish_text) end as finish_ts
-    from entities
+    from timestamps
+),
+
+locations as (
+    select
+        *,
+        -- read only when lat, lng and at are all absent: location may then be a non-object
+        case
+            when is_vehicle and j_lat is null and j_lng is null and location_at_text is null
+                then json_extract(line, '$.data.location')::varchar
+        end as j_location
+    from all_timestamps
 ),
 
 classified as (
     select
         *,
         case
-            when is_blank then 'empty_line'
+            when not is_json and regexp_full_match(line, '[\t\n\x0b\x0c\r\x1c-\x1f\x85\pZ]*')
+                then 'empty_line'  -- exactly what Python's str.strip() removes
             when not is_json then 'invalid_json'
             when not is_object then 'not_an_object'
-            when json_missing(j_event) then 'missing_field:event'
-            when json_missing(j_on) then 'missing_field:on'
-            when json_missing(j_at) then 'missing_field:at'
-            when json_missing(j_id) then 'missing_field:data.id'
-            when json_missing(j_organization_id) then 'missing_field:organization_id'
-            when is_period and event_text = 'create' and json_missing(j_start)
-                then 'missing_field:data.start'
-            when is_period and event_text = 'create' and json_missing(j_finish)
-                then 'missing_field:data.finish'
+            when event_text is null then 'missing_field:event'
+            when on_text is null then 'missing_field:on'
+            when at_text is null then 'missing_field:at'
+            when j_id is null then 'missing_field:data.id'
+            when j_organization_id is null then 'missing_field:organization_id'
             when not coalesce(is_vehicle or is_period, false) then 'unknown_entity'
             when not coalesce(is_known_event, false) then 'unknown_event'
+            when is_period and event_text = 'create' and start_text is null
+                then 'missing_field:data.start'
+            when is_period and event_text = 'create' and finish_text is null
+                then 'missing_field:data.finish'
             when id_text is null then 'invalid_type:data.id'
             when org_text is null then 'invalid_type:organization_id'
-            when is_vehicle and not json_missing(j_location) and not starts_with(j_location, '{')
+            when not json_missing(j_location) and not starts_with(j_location, '{')
                 then 'invalid_type:data.location'
-            when is_vehicle and not json_missing(j_lat) and lat_number is null
+            when is_vehicle and j_lat is not null and lat_number is null
                 then 'invalid_type:lat'
-            when is_vehicle and not json_missing(j_lng) and lng_number is null
+            when is_vehicle and j_lng is not null and lng_number is null
                 then 'invalid_type:lng'
             when at_ts is null then 'invalid_timestamp:at'
-            when is_vehicle and not json_missing(j_location_at) and location_at_ts is null
+            when is_vehicle and location_at_text is not null and location_at_ts is null
                 then 'invalid_timestamp:data.location.at'
-            when is_period and not json_missing(j_start) and start_ts is null
+            when is_period and start_text is not null and start_ts is null
                 then 'invalid_timestamp:data.start'
-            when is_period and not json_missing(j_finish) and finish_ts is null
+            when is_period and finish_text is not null and finish_ts is null
                 then 'invalid_timestamp:data.finish'
             when not year(at_ts) between 2000 and 2099
                 then 'timestamp_out_of_range:at'
@@ -139,7 +147,24 @@ classified as (
             when not year(finish_ts) between 2000 and 2099
                 then 'timestamp_out_of_range:data.finish'
         end as reason
-    from timestamps
+    from locations
+),
+
+-- DuckDB's JSON reader accepts NaN, Infinity and trailing commas, which JSON does not. Lines
+-- that may hold them are flagged for a strict recheck in Python: a rejected line when it
+-- mentions nan or inf anywhere (its reason must then be invalid_json), an accepted line only
+-- through its coordinates (scanning every line for them costs too much).
+flagged as (
+    select
+        *,
+        case
+            when has_trailing_comma then true
+            when reason is null
+                then not coalesce(isfinite(lat_number) and isfinite(lng_number), true)
+            when not is_json then false
+            else regexp_matches(line, '(?i)nan|inf')
+        end as is_lenient
+    from classified
 )
 
 select
@@ -161,4 +186,4 @@ select
     location_at_ts as location_at,
     start_ts as period_start,
     finish_ts as period_finish
-from classified
+from flagged
