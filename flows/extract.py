@@ -77,10 +77,13 @@ def read_manifest(lake: Lake, day: dt.date) -> Manifest:
 
 
 def needs_fetch(obj: SourceObject, manifest: Manifest, raw_dir: Path) -> bool:
-    """New key, changed etag or size, or a raw copy that is missing or of the wrong size."""
+    """New key, changed etag or size, or a raw copy that is missing or of the wrong size
+    (unless `vdp prune` removed it after staging: the manifest keeps the record)."""
     entry = manifest.get(obj.key)
     if entry is None or entry.get("etag") != obj.etag or entry.get("size") != obj.size:
         return True
+    if entry.get("pruned_at"):
+        return False
     raw = raw_dir / obj.name
     return not raw.is_file() or raw.stat().st_size != obj.size
 
