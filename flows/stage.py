@@ -95,7 +95,28 @@ def raw_files(lake: Lake, day: dt.date) -> list[tuple[str, Path]]:
         raise StageError(f"no raw data for source day {day} at {raw_dir}: fetch the day first")
     keys = source_keys(lake, day)
     paths = [p for p in raw_dir.iterdir() if p.is_file() and not p.name.startswith(".")]
+    _refuse_pruned(lake, day, {p.name for p in paths})
     return sorted((keys.get(p.name, p.name), p) for p in paths)
+
+
+def _refuse_pruned(lake: Lake, day: dt.date, present: set[str]) -> None:
+    """Re-staging a day whose raw files `vdp prune` removed would drop their events."""
+    try:
+        manifest = json.loads(lake.manifest_path(day).read_text())
+    except (OSError, ValueError):
+        return
+    entries = manifest.values() if isinstance(manifest, dict) else []
+    pruned = [
+        e
+        for e in entries
+        if isinstance(e, dict) and e.get("pruned_at") and e.get("name") not in present
+    ]
+    if pruned:
+        raise StageError(
+            f"source day {day} has {len(pruned)} raw files removed by `vdp prune`; re-staging "
+            "it would drop their events: put the raw files back, or delete their pruned_at in "
+            f"{lake.manifest_path(day)} to fetch them again"
+        )
 
 
 def line_offsets(data: bytes) -> np.ndarray:
