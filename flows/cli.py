@@ -6,6 +6,7 @@ import argparse
 import datetime as dt
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 
 def _date(text: str) -> dt.date:
@@ -119,6 +120,55 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve()
 
 
+def _ops_context() -> tuple:
+    """The configured warehouse URL and lake for the operations commands."""
+    from flows.lake import Lake
+    from flows.settings import get_settings
+    from flows.warehouse import warehouse_url
+
+    settings = get_settings()
+    lake = Lake(settings.lake_root)
+    return warehouse_url(settings, lake), lake
+
+
+def cmd_backup(args: argparse.Namespace) -> None:
+    from flows.ops import backup
+
+    url, lake = _ops_context()
+    summary = backup(url, lake, Path(args.out))
+    rows = sum(summary.tables.values())
+    print(
+        f"backed up {len(summary.tables)} warehouse tables ({rows:,} rows) and "
+        f"{summary.lake_files} lake files to {summary.path}"
+    )
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    from flows.ops import restore
+
+    url, lake = _ops_context()
+    summary = restore(url, lake, Path(args.source))
+    rows = sum(summary.tables.values())
+    print(
+        f"restored {len(summary.tables)} warehouse tables ({rows:,} rows) and "
+        f"{summary.lake_files} lake files into {lake.root}"
+    )
+
+
+def cmd_prune(args: argparse.Namespace) -> None:
+    from flows.lake import Lake
+    from flows.ops import prune_raw
+    from flows.settings import get_settings
+
+    summary = prune_raw(Lake(get_settings().lake_root), args.raw_older_than)
+    for path in summary.removed:
+        print(f"removed {path}")
+    print(
+        f"pruned {len(summary.removed)} raw files ({summary.bytes_removed:,} bytes) of source "
+        f"days before {summary.cutoff}; kept {len(summary.kept_unstaged)} not yet staged"
+    )
+
+
 class UsageError(ValueError):
     """A command line that cannot be run as given."""
 
@@ -158,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sql")
     add("docs", cmd_docs, "print the path of the Great Expectations Data Docs")
     add("serve", cmd_serve, "serve the daily and backfill flows from this process (laptop)")
+    p = add("backup", cmd_backup, "back up the warehouse, manifests and curated tables")
+    p.add_argument("out", help="new directory, or a file ending in .tar")
+    p = add("restore", cmd_restore, "restore a backup into an empty warehouse and lake")
+    p.add_argument("source", metavar="IN", help="backup directory or .tar file")
+    p = add("prune", cmd_prune, "remove raw files of old source days that are already staged")
+    p.add_argument("--raw-older-than", type=int, required=True, metavar="DAYS")
     return parser
 
 
