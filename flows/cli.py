@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -217,7 +218,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _logs_to_stdout() -> None:
+    """Keep stderr for the one-line error: Prefect's console logs (run progress, and the
+    tracebacks it logs for failed tasks) go to stdout. Read when Prefect sets up logging."""
+    os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _logs_to_stdout()
     args = build_parser().parse_args(argv)
     try:
         _apply_settings(args)
