@@ -15,7 +15,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.catalog import refresh_catalog
-from flows.extract import fetch_new_objects
+from flows.extract import fetch_new_objects, list_source_objects
 from flows.lake import Lake, Swap, recover
 from flows.load import is_load_committed, load_warehouse
 from flows.locks import lake_lock
@@ -50,6 +50,7 @@ def ingest_day(date: Day, settings: Settings | None = None) -> dict:
     """Fetch a source day's new objects into the raw zone and stage them into the event lake."""
     settings = settings or get_settings()
     lake = Lake(settings.lake_root)
+    list_source_objects(settings, date)  # a wrong bucket or endpoint fails before lake writes
     lake.ensure_writable()
     with lake_lock(lake, f"day-{date.isoformat()}"):
         fetched = fetch_new_objects(settings, str(lake.root), date)
@@ -148,12 +149,13 @@ def daily_pipeline(date: Day | None = None) -> dict:
     settings = get_settings()
     day = processing_day(date)
     lake = Lake(settings.lake_root)
-    lake.ensure_writable()
     run_id = _run_id()
     started = time.perf_counter()
     prewarm()
     summary: dict = {"run_id": run_id, "source_day": day.isoformat(), "timings": {}}
     try:
+        list_source_objects(settings, day)  # a wrong bucket or endpoint fails before lake writes
+        lake.ensure_writable()
         with day_slots([day]):  # Prefect-side guard: two runs of one day never overlap
             step = time.perf_counter()
             summary.update(_ingest(settings, lake, day))
