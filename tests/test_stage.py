@@ -439,6 +439,12 @@ def test_real_sample_stages_cleanly(lake: Lake, sample_dir: Path) -> None:
     assert (summary.files, summary.events, summary.quarantined) == (721, 35_351, 0)
     assert summary.event_dates == {DAY: 35_351}
     assert summary.lines == summary.events + summary.duplicates
+    # rows are stored in input order (source key, then line number) without a sort
+    with duckdb.connect() as con:
+        stored = con.sql(
+            f"select source_key, line_number from read_parquet('{lake.events_glob}')"
+        ).fetchall()
+    assert stored == sorted(stored) and len(stored) == 35_351
 
 
 def test_counts_match_the_reference_on_generated_data(tmp_path: Path, lake: Lake) -> None:

@@ -1,4 +1,5 @@
--- One row per raw line: its typed event fields, or the first reason it is rejected.
+-- One row per raw line, in input order: its typed event fields with event_id and
+-- is_valid_point (docs/data-model.md), or the first reason it is rejected.
 -- Reads the Arrow table `lines` (row_no, source_key, line_number, line, bad_utf8); a line
 -- still ends with its terminator, which JSON ignores. Rules: docs/data-model.md and
 -- flows/reference.py (the first rule that fails names the reason).
@@ -165,6 +166,40 @@ flagged as (
             else regexp_matches(line, '(?i)nan|inf')
         end as is_lenient
     from classified
+),
+
+typed_lines as (
+    select
+        row_no,
+        source_key,
+        line_number,
+        reason,
+        is_lenient,
+        case
+            when reason is not null or is_lenient then regexp_replace(line, '\r?\n?$', '')
+        end as raw_line,
+        event_text as event,
+        on_text as "on",
+        at_ts as "at",
+        id_text as entity_id,
+        org_text as organization_id,
+        case when is_vehicle then lat_number end as lat,
+        case when is_vehicle then lng_number end as lng,
+        location_at_ts as location_at,
+        start_ts as period_start,
+        finish_ts as period_finish
+    from flagged
+),
+
+iso_texts as (
+    select
+        *,
+        strftime("at", '%Y-%m-%dT%H:%M:%S.%fZ') as at_iso,
+        case
+            when location_at = "at" then at_iso
+            else strftime(location_at, '%Y-%m-%dT%H:%M:%S.%fZ')
+        end as location_at_iso
+    from typed_lines
 )
 
 select
@@ -173,17 +208,38 @@ select
     line_number,
     reason,
     is_lenient,
-    case
-        when reason is not null or is_lenient then regexp_replace(line, '\r?\n?$', '')
-    end as raw_line,
-    event_text as event,
-    on_text as "on",
-    at_ts as "at",
-    id_text as entity_id,
-    org_text as organization_id,
-    case when is_vehicle then lat_number end as lat,
-    case when is_vehicle then lng_number end as lng,
-    location_at_ts as location_at,
-    start_ts as period_start,
-    finish_ts as period_finish
-from flagged
+    raw_line,
+    case when reason is null then md5(concat(
+        event, '|',
+        "on", '|',
+        at_iso, '|',
+        entity_id, '|',
+        organization_id, '|',
+        lat::varchar, '|',
+        lng::varchar, '|',
+        location_at_iso, '|',
+        strftime(period_start, '%Y-%m-%dT%H:%M:%S.%fZ'), '|',
+        strftime(period_finish, '%Y-%m-%dT%H:%M:%S.%fZ')
+    )) end as event_id,
+    event,
+    "on",
+    "at",
+    entity_id,
+    organization_id,
+    lat,
+    lng,
+    location_at,
+    period_start,
+    period_finish,
+    coalesce(
+        "on" = 'vehicle'
+        and event = 'update'
+        and location_at is not null
+        and lat between -90 and 90
+        and lng between -180 and 180
+        and not (lat = 0 and lng = 0),
+        false
+    ) as is_valid_point,
+    "at"::date as event_date,
+    false as is_duplicate
+from iso_texts
