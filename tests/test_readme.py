@@ -1,0 +1,92 @@
+"""The README's quick start runs as written: every line of the bash block under "## Quick start"
+with bash in an empty working directory, against a fresh PostgreSQL database, exit code 0, and
+`vdp report` prints the answer table with the periods the generator's oracle expects."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+VENV_BIN = Path(sys.executable).parent
+ANSWER_HEADER = (
+    "operating_period_id | organization_id | start_at | finish_at | vehicles | "
+    "avg_distance_km | total_distance_km"
+)
+
+
+def quick_start_commands(text: str) -> list[str]:
+    """The non-empty, non-comment lines of the first bash block under "## Quick start"."""
+    section = text.split("\n## Quick start", 1)[1].split("\n## ", 1)[0]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block is not None, "README quick start has no ```bash block"
+    lines = [line.strip() for line in block.group(1).splitlines()]
+    return [line for line in lines if line and not line.startswith("#")]
+
+
+def _env(pg_url: str) -> dict[str, str]:
+    """The user's shell: the venv on PATH, a fresh database; the session's Prefect API so each
+    `vdp run` does not start its own temporary server."""
+    from prefect.settings import get_current_settings
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VDP_")}
+    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
+    env["VDP_WAREHOUSE_URL"] = pg_url
+    api_url = get_current_settings().api.url
+    if api_url:
+        env["PREFECT_API_URL"] = str(api_url)
+    return env
+
+
+def _columns(line: str) -> str:
+    return " | ".join(cell.strip() for cell in line.split("|"))
+
+
+def test_quick_start_block_is_what_users_copy():
+    commands = quick_start_commands(README.read_text())
+    assert commands[0].startswith("vdp generate ")
+    assert any(c.startswith("vdp report") for c in commands)
+    assert all(c.startswith("vdp ") for c in commands), "only vdp commands, runnable anywhere"
+
+
+@pytest.mark.slow
+def test_quick_start_runs(tmp_path: Path, pg_url: str, prefect_backend: None):
+    env = _env(pg_url)
+    outputs = []
+    for command in quick_start_commands(README.read_text()):
+        done = subprocess.run(
+            ["bash", "-c", command],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, f"{command!r} failed: {done.stderr[-2000:]}"
+        outputs.append((command, done.stdout))
+    report = next(out for cmd, out in outputs if cmd.startswith("vdp report"))
+    lines = report.strip().splitlines()
+    assert _columns(lines[0]) == ANSWER_HEADER
+    expected = json.loads((tmp_path / "quickstart" / "source" / "expected.json").read_text())
+    live = {
+        p["operating_period_id"]: p
+        for p in expected["periods"]
+        if not p["is_deleted"] and p["vehicles"] > 0
+    }
+    rows = {line.split("|")[0].strip(): line.split("|") for line in lines[2:-1]}
+    assert set(live) <= set(rows) and lines[-1] == f"({len(rows)} rows)"
+    for period_id, period in live.items():
+        assert int(rows[period_id][4]) == period["vehicles"]
+        assert float(rows[period_id][6].replace(",", "")) == pytest.approx(
+            period["total_distance_km"], abs=5e-4
+        )
+    query = next(out for cmd, out in outputs if cmd.startswith("vdp query"))
+    assert _columns(query.splitlines()[0]) == "event | n"
+    assert "update" in query
