@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,8 +22,9 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 from prefect import get_run_logger, task
+from prefect.exceptions import MissingContextError
 
-from flows.lake import Lake, Swap
+from flows.lake import Lake, Swap, recover
 
 SQL_DIR = Path(__file__).parent / "sql"
 BOM = b"\xef\xbb\xbf"
@@ -38,6 +40,7 @@ LINES_SCHEMA = pa.schema(
 )
 READ_THREADS = 2
 STAGE_TIMEOUT_SECONDS = 3600
+STAGE_TXN = "stage-"
 # zstd level 1: a fifth less CPU than the default level 3 for ~8% larger files
 PARQUET_OPTIONS = "format parquet, compression zstd, compression_level 1"
 
@@ -286,6 +289,19 @@ def _count(con: duckdb.DuckDBPyConnection, summary: StageSummary) -> None:
 
 
 # publish ----------------------------------------------------------------------------------
+def stage_txn_prefix(day: dt.date | None = None) -> str:
+    """Swap ids of staging start with this (and the day), so recovery can tell them apart."""
+    return f"{STAGE_TXN}{day.isoformat()}-" if day else STAGE_TXN
+
+
+def recover_stage_swaps(lake: Lake, day: dt.date) -> list[str]:
+    """Finish a staging of ``day`` that a killed run left half swapped, before staging again:
+    a swap whose journal says published is kept (its new partitions are whole), any other is
+    undone. Call it holding the day's lock, as staging does."""
+    prefix = stage_txn_prefix(day)
+    return recover(lake, lambda txn: True, only=lambda txn: txn.startswith(prefix))
+
+
 def _publish(lake: Lake, day: dt.date, events: dict[dt.date, Path], quarantine: Path) -> None:
     """Swap in the day's new partitions in one journaled step; old partitions of the day that
     the new output lacks are removed. A failure puts the old partitions back."""
@@ -293,7 +309,7 @@ def _publish(lake: Lake, day: dt.date, events: dict[dt.date, Path], quarantine: 
     for event_date, new_dir in events.items():
         moves[lake.events_partition(event_date, day)] = new_dir
     moves[lake.quarantine_day(day)] = quarantine
-    swap = Swap(lake, f"stage-{day.isoformat()}-{uuid.uuid4().hex[:12]}", moves)
+    swap = Swap(lake, f"{stage_txn_prefix(day)}{uuid.uuid4().hex[:12]}", moves)
     try:
         swap.publish()
     except BaseException:
@@ -313,6 +329,7 @@ def stage_source_day(
     stamp = ingested_at or dt.datetime.now(dt.UTC)
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)
+    recover_stage_swaps(lake, day)
     files = raw_files(lake, day)
     lines = read_lines(files)
     summary = StageSummary(day, files=len(files), lines=lines.num_rows)
@@ -331,6 +348,14 @@ def stage_source_day(
     return summary
 
 
+def _logger() -> logging.Logger | logging.LoggerAdapter:
+    """The Prefect run logger inside a run, else this module's logger (a direct call)."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger(__name__)
+
+
 def _as_date(day: dt.date | str) -> dt.date:
     if isinstance(day, dt.datetime):
         return day.date()
@@ -346,7 +371,7 @@ def _as_date(day: dt.date | str) -> dt.date:
 def stage_partition(lake_root: str, day: dt.date | str) -> dict[str, Any]:
     """Prefect task: stage one source day and log a one-line summary."""
     summary = stage_source_day(Lake(Path(lake_root)), _as_date(day))
-    get_run_logger().info(
+    _logger().info(
         "staged %s: %d files, %d lines -> %d events, %d duplicates, %d quarantined %s in %.2f s",
         summary.source_day,
         summary.files,

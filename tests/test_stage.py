@@ -197,6 +197,8 @@ BAD_LINES = [
     (update(at="yesterday"), "invalid_timestamp:at"),
     (update(at=1559413030), "invalid_timestamp:at"),
     (update(at="2019-06-31T10:00:00Z"), "invalid_timestamp:at"),
+    (update(at="2019-06-01T24:00:00.000Z"), "invalid_timestamp:at"),  # DuckDB alone takes it
+    (update(at="2019-06-01T12:00:00+25:00"), "invalid_timestamp:at"),
     (
         update().replace('"at":"2019-06-01T18:17:10.101Z"}', '"at":"18:17"}'),
         "invalid_timestamp:data.location.at",
@@ -466,11 +468,16 @@ def test_counts_match_the_reference_on_generated_data(tmp_path: Path, lake: Lake
     assert sum(want["quarantined"] for want in expected.values()) > 0
 
 
-def test_prefect_task_returns_the_summary(lake: Lake, prefect_backend: None) -> None:
+def test_prefect_task_returns_the_summary(lake: Lake) -> None:
+    """The task body (the pipeline tests run it inside flows); data errors are not retried."""
+    assert (stage_partition.name, stage_partition.retries) == ("stage-source-day", 0)
+    assert stage_partition.timeout_seconds == stage.STAGE_TIMEOUT_SECONDS
     write_raw(lake, "a.json", lines(update(), "junk"))
-    got = stage_partition(str(lake.root), "2019-06-01")
+    got = stage_partition.fn(str(lake.root), "2019-06-01")
     assert (got["source_day"], got["events"], got["quarantine_reasons"]) == (
         "2019-06-01",
         1,
         {"invalid_json": 1},
     )
+    with pytest.raises(StageError, match="not a date"):
+        stage_partition.fn(str(lake.root), "June 1st")

@@ -187,14 +187,18 @@ typed_lines as (
         case when is_vehicle then lng_number end as lng,
         location_at_ts as location_at,
         start_ts as period_start,
-        finish_ts as period_finish
+        finish_ts as period_finish,
+        at_text
     from flagged
 ),
 
 iso_texts as (
     select
         *,
-        strftime("at", '%Y-%m-%dT%H:%M:%S.%fZ') as at_iso,
+        case
+            when is_canonical_utc(at_text) then left(at_text, 23) || '000Z'
+            else strftime("at", '%Y-%m-%dT%H:%M:%S.%fZ')
+        end as at_iso,
         case
             when location_at = "at" then at_iso
             else strftime(location_at, '%Y-%m-%dT%H:%M:%S.%fZ')
