@@ -107,12 +107,13 @@ def publish_run_artifacts(settings: Settings, lake: Lake, summary: dict) -> None
 def print_run_summary(summary: dict) -> None:
     fetch, stage = summary.get("fetch") or {}, summary.get("stage") or {}
     loaded = (summary.get("loaded") or {}).get("rows", {})
+    total = (summary.get("timings") or {}).get("total")  # absent for a backfill's single days
     print(
         f"{summary.get('source_day')}: fetched {fetch.get('fetched', 0)}/{fetch.get('listed', 0)} "
         f"objects, staged {stage.get('events', 0):,} events "
         f"({stage.get('duplicates', 0)} duplicates, {stage.get('quarantined', 0)} quarantined), "
         f"recomputed {len(summary.get('recomputed_periods') or [])} periods, "
-        f"loaded {sum(loaded.values()):,} rows in {summary.get('timings', {}).get('total', 0):.1f}s"
+        f"loaded {sum(loaded.values()):,} rows" + (f" in {total:.1f}s" if total is not None else "")
     )
 
 
