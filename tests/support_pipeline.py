@@ -71,6 +71,17 @@ def drop_database(url: str, server_url: str) -> None:
         )
 
 
+def clone_database(server_url: str, template_url: str) -> str:
+    """A new database copied from another (which must have no open sessions)."""
+    name = f"vdp_e2e_{uuid.uuid4().hex[:10]}"
+    template = conninfo.conninfo_to_dict(template_url)["dbname"]
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        query = sql.SQL("create database {} template {}")
+        conn.execute(query.format(sql.Identifier(name), sql.Identifier(template)))
+    info = conninfo.conninfo_to_dict(server_url)
+    return conninfo.make_conninfo(**{**info, "dbname": name})
+
+
 @contextmanager
 def database(server_url: str) -> Iterator[str]:
     """A fresh database for a module-scoped fixture (pg_url is per test)."""
@@ -172,6 +183,25 @@ def run_days(env: dict[str, str], days: list[dt.date]) -> list[dict]:
 
     with settings_env(env):
         return [daily_pipeline(date=day) for day in days]
+
+
+def run_day_state(env: dict[str, str], day: dt.date):
+    """daily_pipeline for one day under ``env``, returning its final Prefect state (no raise)."""
+    from flows.pipeline import daily_pipeline
+
+    with settings_env(env):
+        return daily_pipeline(date=day, return_state=True)
+
+
+def run_artifacts(flow_run_id) -> dict[str, str]:
+    """Artifacts a flow run created, read back from the Prefect API: key -> data."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    wanted = ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(artifact_filter=wanted)
+    return {a.key: a.data for a in found}
 
 
 def vdp(*args: str, env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess:
