@@ -204,12 +204,20 @@ def _undo(lake: Lake, entries: list[dict[str, str | None]]) -> None:
             os.replace(backup, final)
 
 
-def recover(lake: Lake, is_committed: Callable[[str], bool] = lambda txn: False) -> list[str]:
+def recover(
+    lake: Lake,
+    is_committed: Callable[[str], bool] = lambda txn: False,
+    only: Callable[[str], bool] = lambda txn: True,
+) -> list[str]:
     """Finish swaps a crashed run left behind: roll forward those ``is_committed`` confirms
-    (e.g. the warehouse recorded that load), roll back the others. Returns the txn ids seen."""
+    (e.g. the warehouse recorded that load), roll back the others. ``only`` picks the txns the
+    caller owns (it holds their lock), so a swap still in flight elsewhere is never undone.
+    Returns the txn ids seen."""
     seen = []
     for journal in sorted(lake.journal_dir.glob("*.json")):
         txn = journal.stem
+        if not only(txn):
+            continue
         seen.append(txn)
         state = json.loads(journal.read_text())
         swap = Swap(lake, txn, {})

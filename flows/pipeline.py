@@ -22,7 +22,7 @@ from flows.locks import lake_lock
 from flows.report import publish_run_artifacts
 from flows.scale import day_slots
 from flows.settings import Settings, get_settings
-from flows.stage import stage_partition
+from flows.stage import stage_partition, stage_txn_prefix
 from flows.transform import TransformResult, transform_partition
 from flows.validate import ValidationFailed, prewarm, validate_data
 from flows.warehouse import warehouse_url
@@ -65,6 +65,12 @@ def _link_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
+def _is_publish_swap(txn: str) -> bool:
+    """Swaps that publish_days journals; staging swaps belong to the holder of the day's lock,
+    which may be staging at this very moment, so only it may recover them."""
+    return not txn.startswith(stage_txn_prefix())
+
+
 def publish_days(
     settings: Settings, lake: Lake, days: list[Day], run_id: str, fetched_objects: int
 ) -> dict:
@@ -76,7 +82,7 @@ def publish_days(
     url = warehouse_url(settings, lake)
     timings: dict[str, float] = {}
     with lake_lock(lake, "publish"):
-        recover(lake, lambda txn: is_load_committed(url, txn))
+        recover(lake, lambda txn: is_load_committed(url, txn), only=_is_publish_swap)
         with lake.scratch(f"run-{run_id}") as scratch:
             started = time.perf_counter()
             result = TransformResult.from_dict(
