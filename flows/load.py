@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from flows.warehouse import (
 )
 
 LOAD_LOCK_KEY = 0x5644_5002  # arbitrary fixed key: two loads never merge at the same time
-COPY_CHUNK = 1 << 20
+COPY_ROWS = 50_000  # rows per CSV slice sent to COPY
 
 # Load order (dimensions before the facts that reference them) and column order per table.
 TABLES: dict[str, tuple[str, ...]] = {
@@ -133,14 +134,20 @@ def _stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
     )
     if frame.height == 0:
         return
-    buffer = io.BytesIO()
-    frame.write_csv(buffer, include_header=False)
-    buffer.seek(0)
     columns = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
     copy = sql.SQL("copy {} ({}) from stdin (format csv)").format(stage, columns)
     with conn.cursor().copy(copy) as pipe:
-        while chunk := buffer.read(COPY_CHUNK):
+        for chunk in _csv_slices(frame):
             pipe.write(chunk)
+
+
+def _csv_slices(frame: pl.DataFrame) -> Iterator[bytes]:
+    """The frame as CSV, one slice at a time: PostgreSQL parses a slice while the next one is
+    formatted, and the whole table is never held as CSV in memory."""
+    for part in frame.iter_slices(COPY_ROWS):
+        buffer = io.BytesIO()
+        part.write_csv(buffer, include_header=False)
+        yield buffer.getvalue()
 
 
 def _merge(
