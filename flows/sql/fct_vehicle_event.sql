@@ -1,4 +1,5 @@
--- Every distinct vehicle event of the event dates this run touches.
+-- Every distinct vehicle event of the event dates this run touches (unordered: each event date
+-- partition is sorted by "at", event_id when it is written).
 with vehicle_events as (
     select * from events
     where "on" = 'vehicle'
@@ -21,4 +22,3 @@ final as (
 )
 
 select * from final
-order by event_date, "at", event_id
