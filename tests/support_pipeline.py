@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import subprocess
 import sys
@@ -237,7 +236,3 @@ def table_column(stdout: str, column: int = 0) -> list[str]:
     """The values of one column of a `format_table` output (header, rule, rows, count)."""
     lines = stdout.strip().splitlines()
     return [line.split(" | ")[column].strip() for line in lines[2:-1]]
-
-
-def load_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

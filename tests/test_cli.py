@@ -10,16 +10,11 @@ from support_pipeline import SAMPLE_DAY, new_bucket, one_error_line, pipeline_en
 SAMPLE_EVENTS = 35_351
 
 
-@pytest.fixture
-def warehouse(pg_url: str) -> str:
-    return pg_url
-
-
 def test_missing_bucket_fails_in_one_line_and_writes_nothing(
-    prefect_backend, moto_endpoint: str, tmp_path, warehouse: str
+    prefect_backend, moto_endpoint: str, tmp_path, pg_url: str
 ) -> None:
     lake = tmp_path / "lake"
-    env = pipeline_env("s3://vdp-no-such-bucket/data/", lake, warehouse, moto_endpoint)
+    env = pipeline_env("s3://vdp-no-such-bucket/data/", lake, pg_url, moto_endpoint)
     result = vdp("run", "--date", SAMPLE_DAY.isoformat(), env=env)
     line = one_error_line(result)
     assert "bucket 'vdp-no-such-bucket' does not exist" in line
@@ -28,18 +23,18 @@ def test_missing_bucket_fails_in_one_line_and_writes_nothing(
 
 @pytest.mark.slow
 def test_wrong_endpoint_fails_in_one_line_and_writes_nothing(
-    prefect_backend, tmp_path, warehouse: str
+    prefect_backend, tmp_path, pg_url: str
 ) -> None:
     """Connection refused is retried (it may be transient), then reported in one line."""
     lake = tmp_path / "lake"
-    env = pipeline_env("s3://some-bucket/data/", lake, warehouse, "http://127.0.0.1:1")
+    env = pipeline_env("s3://some-bucket/data/", lake, pg_url, "http://127.0.0.1:1")
     line = one_error_line(vdp("run", "--date", SAMPLE_DAY.isoformat(), env=env))
     assert "cannot reach S3 endpoint http://127.0.0.1:1" in line
     assert not lake.exists()
 
 
 def test_lake_root_under_a_regular_file_fails_in_one_line(
-    prefect_backend, moto_endpoint: str, tmp_path, warehouse: str
+    prefect_backend, moto_endpoint: str, tmp_path, pg_url: str
 ) -> None:
     """Tests run as root, so permissions cannot make a directory unwritable; a path under a
     regular file can never be created."""
@@ -47,7 +42,7 @@ def test_lake_root_under_a_regular_file_fails_in_one_line(
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file, not a directory\n")
     lake = blocker / "lake"
-    env = pipeline_env(f"s3://{bucket}/data/", lake, warehouse, moto_endpoint)
+    env = pipeline_env(f"s3://{bucket}/data/", lake, pg_url, moto_endpoint)
     line = one_error_line(vdp("run", "--date", SAMPLE_DAY.isoformat(), env=env))
     assert f"lake root {lake} is not writable" in line
     assert blocker.read_text() == "a file, not a directory\n"
@@ -55,11 +50,11 @@ def test_lake_root_under_a_regular_file_fails_in_one_line(
 
 
 def test_run_then_query_counts_the_sample(
-    prefect_backend, sample_dir, tmp_path, warehouse: str
+    prefect_backend, sample_dir, tmp_path, pg_url: str
 ) -> None:
     """`vdp run` on the real sample (a local directory source), then `vdp query` over the lake."""
     lake = tmp_path / "lake"
-    env = pipeline_env(str(sample_dir / "data"), lake, warehouse)
+    env = pipeline_env(str(sample_dir / "data"), lake, pg_url)
     run = vdp("run", "--date", SAMPLE_DAY.isoformat(), env=env)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stderr == ""
