@@ -90,6 +90,11 @@ def refresh_catalog(lake: Lake) -> None:
 
 def query(lake: Lake, sql: str) -> tuple[list[str], list[tuple]]:
     """Run SQL read-only against lake.duckdb (built first if missing): column names and rows."""
+    if not lake.root.is_dir():  # a mistyped lake root must not become a new, empty lake
+        raise CatalogError(
+            f"no lake at {lake.root}: point VDP_LAKE_ROOT (or --lake-root) at the lake, "
+            "or run `vdp run` first"
+        )
     if not lake.duckdb_path.exists():
         refresh_catalog(lake)
     try:
