@@ -87,3 +87,26 @@ def test_generate_with_the_same_seed_writes_identical_bytes(tmp_path) -> None:
     other = tmp_path / "other-seed"
     assert vdp("generate", "--out", str(other), *args, "--seed", "6", env={}).returncode == 0
     assert tree_hashes(other) != first
+
+
+def test_query_on_a_missing_lake_root_fails_without_creating_it(tmp_path) -> None:
+    lake = tmp_path / "mistyped-lake"
+    line = one_error_line(
+        vdp("query", "select count(*) from events", env={"VDP_LAKE_ROOT": str(lake)})
+    )
+    assert line == (
+        f"vdp: error: no lake at {lake}: point VDP_LAKE_ROOT (or --lake-root) at the lake, "
+        "or run `vdp run` first"
+    )
+    assert not lake.exists()
+
+
+def test_report_with_an_unreachable_warehouse_fails_in_one_line_without_the_password(
+    tmp_path,
+) -> None:
+    url = "postgresql://analyst:s3cret-pw@127.0.0.1:1/warehouse"
+    env = {"VDP_LAKE_ROOT": str(tmp_path / "lake"), "VDP_WAREHOUSE_URL": url}
+    line = one_error_line(vdp("report", env=env))
+    assert "cannot connect to the warehouse at postgresql://analyst:***@127.0.0.1:1/" in line
+    assert "s3cret-pw" not in line
+    assert not (tmp_path / "lake").exists()
