@@ -372,6 +372,14 @@ def test_publish_recovery_leaves_another_days_staging_swap_alone(tmp_path) -> No
     assert not staging.journal.exists() and not (old / "part-0.parquet").exists()
 
 
+def _ingest_here(lake_root: Path) -> None:
+    """Fetch and stage the day in this process (the late object included), as a run does."""
+    from flows.stage import stage_source_day
+
+    fetch_day(get_settings(), Lake(lake_root), DAY)
+    stage_source_day(Lake(lake_root), DAY)
+
+
 @contextmanager
 def _table_locked(url: str, table: str) -> Iterator[psycopg.Connection]:
     """Hold EXCLUSIVE on a warehouse table: reads go on, the loader's delete/insert waits."""
@@ -406,9 +414,7 @@ def test_killed_during_the_warehouse_load_the_warehouse_is_as_before(
     transaction; dimensions and periods already merged) blocks on its delete there. Once
     pg_stat_activity shows that backend waiting on the lock, the child is SIGKILLed. Its
     transaction never commits; the curated swap it published is rolled back by the next run."""
-    from flows.pipeline import _ingest
-
-    _ingest(get_settings(), Lake(case_a.lake), DAY)
+    _ingest_here(case_a.lake)
     audit_before = load_audit(case_a.url)
     with _table_locked(case_a.url, "fact_vehicle_event"):
         child = start_step("publish", DAY, case_a.env)
@@ -429,9 +435,7 @@ def test_killed_during_the_warehouse_load_the_warehouse_is_as_before(
 def test_killed_after_the_load_committed_the_swap_rolls_forward(baseline, case_a) -> None:
     """Killed between the warehouse commit and dropping the swap's backups: the next run sees
     the run in load_audit and keeps the published curated tables (not the stale backup)."""
-    from flows.pipeline import _ingest
-
-    _ingest(get_settings(), Lake(case_a.lake), DAY)
+    _ingest_here(case_a.lake)
     killed = run_step("publish", DAY, case_a.env, CrashAt("shutil:rmtree", "backup-crash-"))
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert any(run.startswith("crash-") for run, *_ in load_audit(case_a.url))
