@@ -191,6 +191,7 @@ def backfill(start: Day, end: Day) -> dict:
         raise ValueError(f"backfill end {end} is before start {start}")
     settings = get_settings()
     lake = Lake(settings.lake_root)
+    list_source_objects(settings, start)  # a wrong bucket or endpoint fails before lake writes
     lake.ensure_writable()
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     prewarm()
