@@ -5,20 +5,33 @@ work on real data."""
 from __future__ import annotations
 
 import pytest
-from support_pipeline import SAMPLE_DAY, new_bucket, one_error_line, pipeline_env, tree_hashes, vdp
+from support_pipeline import (
+    SAMPLE_DAY,
+    audit_rows,
+    new_bucket,
+    one_error_line,
+    pipeline_env,
+    tree_hashes,
+    vdp,
+)
 
 SAMPLE_EVENTS = 35_351
 
 
+@pytest.mark.parametrize(
+    "days",
+    [["--date", "2019-06-01"], ["--start", "2019-06-01", "--end", "2019-06-02"]],
+    ids=["daily", "backfill"],
+)
 def test_missing_bucket_fails_in_one_line_and_writes_nothing(
-    prefect_backend, moto_endpoint: str, tmp_path, pg_url: str
+    days: list[str], prefect_backend, moto_endpoint: str, tmp_path, pg_url: str
 ) -> None:
     lake = tmp_path / "lake"
     env = pipeline_env("s3://vdp-no-such-bucket/data/", lake, pg_url, moto_endpoint)
-    result = vdp("run", "--date", SAMPLE_DAY.isoformat(), env=env)
-    line = one_error_line(result)
-    assert "bucket 'vdp-no-such-bucket' does not exist" in line
+    line = one_error_line(vdp("run", *days, env=env))
+    assert line.startswith("vdp: error: bucket 'vdp-no-such-bucket' does not exist at http")
     assert not lake.exists()
+    assert audit_rows(pg_url) == []  # the warehouse was not even migrated
 
 
 @pytest.mark.slow
