@@ -82,6 +82,10 @@ def ensure_day_limits(names: Iterable[str]) -> None:
                 pass  # another run created it between our read and our create
 
 
+# Renewed while the run lives; a killed run's slot frees itself within about this long.
+DAY_SLOT_LEASE_SECONDS = 60.0
+
+
 @contextmanager
 def day_slots(
     days: Iterable[dt.date], timeout_seconds: float = DAY_SLOT_TIMEOUT_SECONDS
@@ -96,7 +100,13 @@ def day_slots(
             ensure_day_limits(names)
             try:
                 stack.enter_context(
-                    concurrency(names, occupy=1, timeout_seconds=timeout_seconds, strict=True)
+                    concurrency(
+                        names,
+                        occupy=1,
+                        timeout_seconds=timeout_seconds,
+                        strict=True,
+                        lease_duration=DAY_SLOT_LEASE_SECONDS,
+                    )
                 )
             except TimeoutError as exc:
                 held = ", ".join(n.removeprefix(DAY_LIMIT_PREFIX) for n in names)
