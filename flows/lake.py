@@ -114,6 +114,14 @@ class Lake:
                 f"lake root {self.root} is not writable: {exc.strerror or exc}"
             ) from exc
 
+    def sweep_scratch(self, prefix: str) -> int:
+        """Remove scratch directories ``_tmp/<prefix>-*`` that a killed run left behind. Call
+        it only while holding the lock that guards every user of that prefix."""
+        stale = list(self.tmp_dir.glob(f"{prefix}-*"))
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(stale)
+
     @contextmanager
     def scratch(self, prefix: str) -> Iterator[Path]:
         """A private directory under ``_tmp/`` that is removed on exit, whatever happens."""

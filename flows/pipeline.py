@@ -83,6 +83,7 @@ def publish_days(
     timings: dict[str, float] = {}
     with lake_lock(lake, "publish"):
         recover(lake, lambda txn: is_load_committed(url, txn), only=_is_publish_swap)
+        lake.sweep_scratch("run")  # scratch of publishes killed mid-way (we hold the lock)
         with lake.scratch(f"run-{run_id}") as scratch:
             started = time.perf_counter()
             result = TransformResult.from_dict(

@@ -330,6 +330,7 @@ def stage_source_day(
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)
     recover_stage_swaps(lake, day)
+    lake.sweep_scratch(f"stage-{day.isoformat()}")  # left by a killed staging of the day
     files = raw_files(lake, day)
     lines = read_lines(files)
     summary = StageSummary(day, files=len(files), lines=lines.num_rows)

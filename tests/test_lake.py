@@ -1,0 +1,113 @@
+"""Lake mechanics on real directories: journaled swaps, crash recovery, scratch sweeping."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from flows.lake import Lake, LakeError, Swap, atomic_write_bytes, recover
+
+
+def _dir_with(path: Path, name: str, text: str) -> Path:
+    path.mkdir(parents=True)
+    (path / name).write_text(text)
+    return path
+
+
+def _contents(path: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted(path.iterdir())} if path.exists() else {}
+
+
+@pytest.fixture
+def lake(tmp_path: Path) -> Lake:
+    lake = Lake(tmp_path / "lake")
+    lake.ensure_writable()
+    return lake
+
+
+def _swap(lake: Lake, txn: str) -> tuple[Swap, Path, Path]:
+    """Replace table a (exists) and create table b (absent) in one swap."""
+    a, b = lake.curated_table("a"), lake.curated_table("b")
+    _dir_with(a, "part-0.parquet", "old a")
+    new_a = _dir_with(lake.tmp_dir / "new" / "a", "part-0.parquet", "new a")
+    new_b = _dir_with(lake.tmp_dir / "new" / "b", "part-0.parquet", "new b")
+    return Swap(lake, txn, {a: new_a, b: new_b}), a, b
+
+
+def test_publish_then_commit_leaves_only_the_new_content(lake: Lake) -> None:
+    swap, a, b = _swap(lake, "t1")
+    swap.publish()
+    swap.commit()
+    assert _contents(a) == {"part-0.parquet": "new a"}
+    assert _contents(b) == {"part-0.parquet": "new b"}
+    assert not list(lake.journal_dir.glob("*.json"))
+    assert not (lake.tmp_dir / "backup-t1").exists()
+
+
+def test_rollback_restores_old_content_and_removes_created_dirs(lake: Lake) -> None:
+    swap, a, b = _swap(lake, "t2")
+    swap.publish()
+    swap.rollback()
+    assert _contents(a) == {"part-0.parquet": "old a"}
+    assert not b.exists()
+
+
+def test_recover_rolls_back_a_swap_killed_half_way(lake: Lake) -> None:
+    """A crash after a's move but before b's: the journal says 'prepared'; recovery undoes it."""
+    swap, a, b = _swap(lake, "t3")
+    json_path = swap.journal
+    swap.publish()
+    state = json.loads(json_path.read_text())
+    state["state"] = "prepared"  # as if the process died before marking it published
+    json_path.write_text(json.dumps(state))
+    assert recover(lake, is_committed=lambda txn: True) == ["t3"]
+    assert _contents(a) == {"part-0.parquet": "old a"}
+    assert not b.exists()
+
+
+@pytest.mark.parametrize(
+    ("committed", "expected_a"),
+    [(True, "new a"), (False, "old a")],
+    ids=["warehouse-committed-rolls-forward", "warehouse-not-committed-rolls-back"],
+)
+def test_recover_follows_the_warehouse_for_published_swaps(
+    lake: Lake, committed: bool, expected_a: str
+) -> None:
+    swap, a, _ = _swap(lake, "t4")
+    swap.publish()
+    recover(lake, is_committed=lambda txn: committed)
+    assert _contents(a) == {"part-0.parquet": expected_a}
+    assert not list(lake.journal_dir.glob("*.json"))
+
+
+def test_recover_leaves_swaps_it_does_not_own(lake: Lake) -> None:
+    swap, a, _ = _swap(lake, "stage-other")
+    swap.publish()
+    assert recover(lake, only=lambda txn: not txn.startswith("stage-")) == []
+    assert swap.journal.exists()
+    assert _contents(a) == {"part-0.parquet": "new a"}
+
+
+def test_sweep_scratch_removes_only_the_given_prefix(lake: Lake) -> None:
+    _dir_with(lake.tmp_dir / "run-dead1", "x", "1")
+    _dir_with(lake.tmp_dir / "stage-2019-06-01-abc", "x", "1")
+    assert lake.sweep_scratch("run") == 1
+    assert not (lake.tmp_dir / "run-dead1").exists()
+    assert (lake.tmp_dir / "stage-2019-06-01-abc").exists()
+
+
+def test_atomic_write_never_leaves_temporary_files(lake: Lake) -> None:
+    target = lake.root / "raw" / "x.json"
+    atomic_write_bytes(target, b"payload")
+    assert target.read_bytes() == b"payload"
+    assert [p.name for p in target.parent.iterdir()] == ["x.json"]
+
+
+def test_unwritable_root_is_a_one_line_lake_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(LakeError, match="is not writable") as info:
+        Lake(blocker / "lake").ensure_writable()
+    assert "\n" not in str(info.value)
