@@ -74,7 +74,7 @@ def test_run_then_query_counts_the_sample(
     assert "2019-06-01: fetched 721/721 objects, staged 35,351 events" in run.stdout
 
     query = vdp("query", "select count(*) as n, min(event_date) as d from events", env=env)
-    assert query.returncode == 0, query.stderr
+    assert (query.returncode, query.stderr) == (0, "")
     assert query.stdout.splitlines() == [
         "    n | d",
         "------+-----------",

@@ -364,7 +364,7 @@ def test_vdp_report_prints_the_answer_and_filters_by_date(
 ) -> None:
     live = generated.live()
     report = vdp("report", env=forward.env)
-    assert report.returncode == 0, report.stderr
+    assert (report.returncode, report.stderr) == (0, "")
     assert report.stdout.splitlines()[0].split() == [
         "operating_period_id",
         "|",
