@@ -200,6 +200,7 @@ def classify_lines(lines: pa.Table) -> duckdb.DuckDBPyConnection:
     its typed fields or first rejection reason, and whether it repeats an earlier event."""
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
+    con.execute("set enable_progress_bar = false")  # bars go to stdout on ~1M rows
     con.execute(_sql("stage_macros"))
     con.register("lines", lines)
     con.execute(f"create table parsed as {_sql('stage_parse_lines')}")

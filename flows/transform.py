@@ -178,6 +178,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with UTC session time (dates of timestamps are UTC dates)."""
     con = duckdb.connect()
     con.sql("set TimeZone = 'UTC'")
+    con.sql("set enable_progress_bar = false")  # bars go to stdout on ~1M rows
     con.sql(read_sql("macros"))
     return con
 
