@@ -4,7 +4,9 @@ per load, recorded in warehouse.load_audit; plus the reads for `vdp report` and 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import io
+import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -76,7 +78,9 @@ TABLES: dict[str, tuple[str, ...]] = {
     ),
 }
 # Tables whose load scope is replaced (delete, then insert) rather than upserted.
-REPLACED = {"fact_vehicle_operating_period", "fact_vehicle_event"}
+REPLACED = {"fact_vehicle_operating_period"}
+# Replaced per event date by partition exchange (migration 004): never staged or merged.
+EXCHANGED = "fact_vehicle_event"
 
 
 @dataclass
@@ -124,6 +128,17 @@ def read_curated(curated_dir: Path, table: str, event_dates: list[dt.date]) -> p
     return pl.concat(frames, how="vertical_relaxed")
 
 
+def _copy(conn: psycopg.Connection, target: sql.Composable, frame: pl.DataFrame) -> None:
+    """COPY a frame's rows into ``target`` as CSV slices."""
+    if frame.height == 0:
+        return
+    columns = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
+    copy = sql.SQL("copy {} ({}) from stdin (format csv)").format(target, columns)
+    with conn.cursor().copy(copy) as pipe:
+        for chunk in _csv_slices(frame):
+            pipe.write(chunk)
+
+
 def _stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
     """COPY a frame into a temporary staging table shaped like the warehouse table."""
     stage = sql.Identifier(f"stage_{table}")
@@ -132,13 +147,7 @@ def _stage(conn: psycopg.Connection, table: str, frame: pl.DataFrame) -> None:
             stage, sql.Identifier("warehouse", table)
         )
     )
-    if frame.height == 0:
-        return
-    columns = sql.SQL(", ").join(sql.Identifier(c) for c in frame.columns)
-    copy = sql.SQL("copy {} ({}) from stdin (format csv)").format(stage, columns)
-    with conn.cursor().copy(copy) as pipe:
-        for chunk in _csv_slices(frame):
-            pipe.write(chunk)
+    _copy(conn, stage, frame)
 
 
 def _csv_slices(frame: pl.DataFrame) -> Iterator[bytes]:
@@ -150,15 +159,43 @@ def _csv_slices(frame: pl.DataFrame) -> Iterator[bytes]:
         yield buffer.getvalue()
 
 
+def partition_tag(run_id: str) -> str:
+    """An identifier-safe tag for this load's partition tables: a short hash of the run id
+    (to trace a partition to its run) plus random digits, since a run id may be loaded again
+    (e.g. after load_audit was emptied) while its earlier partitions are still attached."""
+    return hashlib.sha256(run_id.encode()).hexdigest()[:8] + secrets.token_hex(2)
+
+
+def _exchange_events(
+    conn: psycopg.Connection, frame: pl.DataFrame, event_dates: list[dt.date], tag: str
+) -> int:
+    """Replace each event date's partition of fact_vehicle_event with a table of this load's
+    rows: COPY into a bare table first (no per-row index or FK work), then swap them all in;
+    the database functions build indexes and check foreign keys in bulk. Returns rows in."""
+    by_date = frame.partition_by("event_date", as_dict=True) if frame.height else {}
+    made = []
+    for day in event_dates:
+        name = conn.execute(read_sql("create_fact_vehicle_event_partition.sql"), [day, tag])
+        table = name.fetchone()[0]
+        _copy(conn, sql.Identifier("warehouse", table), by_date.get((day,), frame.clear()))
+        made.append((day, table))
+    for day, table in made:
+        conn.execute(read_sql("exchange_fact_vehicle_event_partition.sql"), [day, table])
+    return sum(by_date[(day,)].height for day in event_dates if (day,) in by_date)
+
+
 def _merge(
-    conn: psycopg.Connection, frames: dict[str, pl.DataFrame], scope: dict[str, object]
+    conn: psycopg.Connection, frames: dict[str, pl.DataFrame], scope: dict[str, object], tag: str
 ) -> dict[str, int]:
     """Stage every table, then merge in load order; returns rows merged per table."""
     for table, frame in frames.items():
-        _stage(conn, table, frame)
+        if table != EXCHANGED:
+            _stage(conn, table, frame)
     rows = {}
     for table, frame in frames.items():
-        if table in REPLACED:
+        if table == EXCHANGED:
+            rows[table] = _exchange_events(conn, frame, scope["event_dates"], tag)
+        elif table in REPLACED:
             conn.execute(read_sql(f"delete_{table}.sql"), scope)
             rows[table] = conn.execute(read_sql(f"merge_{table}.sql"), scope).rowcount
         else:
@@ -188,7 +225,7 @@ def _load(
     previous = done.fetchone()
     if previous is not None:
         return LoadSummary(run_id, previous[0], time.perf_counter() - started, True)
-    rows = _merge(conn, frames, scope)
+    rows = _merge(conn, frames, scope, partition_tag(run_id))
     conn.execute(read_sql("insert_load_audit.sql"), {**audit, "rows": Jsonb(rows)})
     return LoadSummary(run_id, rows, time.perf_counter() - started)
 
