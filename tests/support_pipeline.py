@@ -94,9 +94,10 @@ def database(server_url: str) -> Iterator[str]:
 def warehouse_tables(url: str) -> dict[str, list[tuple]]:
     """Every row of every warehouse table (load bookkeeping aside), as sorted tuples."""
     with psycopg.connect(url) as conn:
+        # Partitions (named per load) are compared through their parent table.
         names = conn.execute(
-            "select table_name from information_schema.tables"
-            " where table_schema = 'warehouse' and table_type = 'BASE TABLE' order by 1"
+            "select relname::text from pg_class where relnamespace = to_regnamespace('warehouse')"
+            " and relkind in ('r', 'p') and not relispartition order by 1"
         ).fetchall()
         tables = {}
         for (name,) in names:
