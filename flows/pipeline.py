@@ -25,7 +25,7 @@ from flows.settings import Settings, get_settings
 from flows.stage import stage_partition, stage_txn_prefix
 from flows.transform import TransformResult, transform_partition
 from flows.validate import ValidationFailed, prewarm, validate_data
-from flows.warehouse import warehouse_url
+from flows.warehouse import WarehouseConnectionError, warehouse_url
 
 Day = dt.date
 
@@ -69,6 +69,23 @@ def _is_publish_swap(txn: str) -> bool:
     """Swaps that publish_days journals; staging swaps belong to the holder of the day's lock,
     which may be staging at this very moment, so only it may recover them."""
     return not txn.startswith(stage_txn_prefix())
+
+
+def _settle_failed_load(swap: Swap, url: str, run_id: str, exc: BaseException) -> None:
+    """After a failed load, undo the lake swap unless the warehouse did commit (the connection
+    can drop after COMMIT reached the server). When that cannot be known now, leave the swap
+    journaled: the next run's recover() asks the warehouse again and settles it."""
+    if isinstance(exc, WarehouseConnectionError):  # never connected: nothing was committed
+        swap.rollback()
+        return
+    try:
+        committed = is_load_committed(url, run_id)
+    except Exception:  # warehouse unreachable right now: leave it to the next recover()
+        return
+    if committed:
+        swap.commit()
+    else:
+        swap.rollback()
 
 
 def publish_days(
@@ -120,8 +137,8 @@ def publish_days(
                     event_dates=result.event_dates,
                     flow_run_id=str(flow_run.id) if flow_run.id else None,
                 )
-            except BaseException:
-                swap.rollback()
+            except BaseException as exc:
+                _settle_failed_load(swap, url, run_id, exc)
                 raise
             swap.commit()
             timings["load"] = time.perf_counter() - started
