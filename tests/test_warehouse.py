@@ -26,7 +26,12 @@ from flows.warehouse import (
     warehouse_url,
 )
 
-NAMES = ["001_create_warehouse.sql", "002_create_avg_distance_view.sql", "003_create_roles.sql"]
+NAMES = [
+    "001_create_warehouse.sql",
+    "002_create_avg_distance_view.sql",
+    "003_create_roles.sql",
+    "004_partition_fact_vehicle_event.sql",
+]
 
 
 def recorded(url: str) -> list[tuple]:
@@ -42,7 +47,7 @@ def test_migrations_apply_once_and_are_recorded(pg_url: str) -> None:
         assert migrate(conn) == []
     checksums = [hashlib.sha256((MIGRATIONS_DIR / n).read_bytes()).hexdigest() for n in NAMES]
     assert [(v, n, c) for v, n, c, _ in first] == list(
-        zip([1, 2, 3], NAMES, checksums, strict=True)
+        zip([1, 2, 3, 4], NAMES, checksums, strict=True)
     )
     assert recorded(pg_url) == first
 
@@ -94,15 +99,15 @@ def test_an_unknown_applied_migration_is_an_error(pg_url: str, migrations_copy: 
 
 
 def test_a_failing_migration_rolls_back_alone(pg_url: str, migrations_copy: Path) -> None:
-    (migrations_copy / "004_broken.sql").write_text(
+    (migrations_copy / "005_broken.sql").write_text(
         "create table warehouse.half_done (x int);\nselect 1 / 0;\n"
     )
     with connect(pg_url) as conn:
-        with pytest.raises(WarehouseError, match="migration 004_broken.sql failed: division by"):
+        with pytest.raises(WarehouseError, match="migration 005_broken.sql failed: division by"):
             migrate(conn, migrations_copy)
         missing = conn.execute("select to_regclass('warehouse.half_done')").fetchone()
         assert missing == (None,)
-    assert [row[0] for row in recorded(pg_url)] == [1, 2, 3]
+    assert [row[0] for row in recorded(pg_url)] == [1, 2, 3, 4]
 
 
 def test_a_badly_named_migration_is_refused(pg_url: str, migrations_copy: Path) -> None:
