@@ -8,6 +8,7 @@ a user can hit becomes a one-line ``SourceError``; ``transient`` says whether a 
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import re
 import shutil
 from collections.abc import Iterator
@@ -47,6 +48,9 @@ TRANSIENT_CODES = {
     "RequestTimeout",
     "RequestTimeTooSkewed",
 }
+
+
+_WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
 class SourceError(RuntimeError):
@@ -245,7 +249,11 @@ class LocalSource:
         try:
             shutil.copyfile(self.root / obj.key, dest)
         except OSError as exc:
-            if exc.filename is not None and Path(exc.filename) == dest:
+            # sendfile reports a full or read-only lake with the *source* as filename
+            writing = exc.errno in _WRITE_ERRNOS or dest in {
+                Path(f) for f in (exc.filename, exc.filename2) if f is not None
+            }
+            if writing:
                 raise
             raise SourceError(f"cannot read {self.root / obj.key}: {exc.strerror}") from exc
         _check_size(obj, dest)

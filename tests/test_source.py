@@ -196,3 +196,32 @@ def test_missing_local_directory_is_a_source_error(tmp_path: Path) -> None:
 
     with pytest.raises(SourceError, match=r"^source directory .*absent does not exist: set"):
         source.list_day(DAY)
+
+
+@pytest.mark.parametrize(
+    ("errno_", "is_lake_fault"),
+    [(28, True), (30, True), (5, False)],
+    ids=["ENOSPC-lake-full", "EROFS-lake-read-only", "EIO-source-unreadable"],
+)
+def test_local_copy_blames_the_lake_for_full_or_read_only_disks(
+    tmp_path: Path, monkeypatch, errno_: int, is_lake_fault: bool
+):
+    """sendfile reports ENOSPC with the *source* as filename; that must still read as a lake
+    fault (OSError for the fetcher to turn into LakeError), not 'cannot read the source'."""
+    import shutil
+
+    from flows.source import SourceError
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / f"{DAY}-00-00-0-events.json").write_text("{}\n")
+    source = LocalSource(tmp_path / "src")
+    obj = source.list_day(DAY)[0]
+
+    def failing_copy(src, dst):
+        raise OSError(errno_, os.strerror(errno_), str(src))
+
+    monkeypatch.setattr(shutil, "copyfile", failing_copy)
+    expected = OSError if is_lake_fault else SourceError
+    with pytest.raises(expected) as info:
+        source.download(obj, tmp_path / "dest.json")
+    assert isinstance(info.value, SourceError) is not is_lake_fault
