@@ -95,7 +95,10 @@ def _ensure_runtime_dir() -> None:
     An unset variable gets platformdirs' own fallback, so every process shares the lock."""
     fallback = Path(tempfile.gettempdir()) / f"runtime-{os.geteuid()}"
     runtime = os.environ.get("XDG_RUNTIME_DIR") or str(fallback)
-    Path(runtime).mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = Path(runtime)
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.stat().st_uid == os.geteuid() and path.stat().st_mode & 0o077:
+        path.chmod(0o700)  # made earlier by a tool that ignored the mode; platformdirs warns
     os.environ["XDG_RUNTIME_DIR"] = runtime
 
 
