@@ -17,7 +17,8 @@ import numpy as np
 import polars as pl
 
 from flows.lake import Lake
-from flows.validate import DEFAULT_SUITES_DIR, build_frames, load_suites, validate_run
+from flows.validate import DEFAULT_SUITES_DIR, load_suites, validate_run
+from flows.validate_frames import build_frames
 
 T0 = dt.datetime(2019, 6, 1, tzinfo=dt.UTC)
 

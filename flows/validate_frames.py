@@ -1,0 +1,133 @@
+"""The frames the quality gate validates: the run's staged events and its curated facts, with
+the derived columns (period length, average speed) that let one-table expectations check them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+
+EVENTS_SUITE = "events"
+_UTC = pl.Datetime("us", "UTC")
+EVENTS_SCHEMA = pl.Schema(
+    {
+        "event_id": pl.String,
+        "event": pl.String,
+        "on": pl.String,
+        "at": _UTC,
+        "entity_id": pl.String,
+        "organization_id": pl.String,
+        "lat": pl.Float64,
+        "lng": pl.Float64,
+        "location_at": _UTC,
+        "period_start": _UTC,
+        "period_finish": _UTC,
+        "is_valid_point": pl.Boolean,
+        "source_key": pl.String,
+        "line_number": pl.Int64,
+        "ingested_at": _UTC,
+        "event_date": pl.Date,
+        "source_day": pl.Date,
+    }
+)
+
+
+class ValidationInputError(RuntimeError):
+    """Data that validation needs (a curated table) is missing."""
+
+
+def _parquet_files(paths: list[Path]) -> list[Path]:
+    files: list[Path] = []
+    for path in map(Path, paths):
+        files.extend(sorted(path.rglob("*.parquet")) if path.is_dir() else [path])
+    return files
+
+
+def read_events(events_paths: list[Path]) -> pl.DataFrame:
+    """The run's staged events: partition directories or Parquet files (columns are inside the
+    files, so hive parsing is off). No partition: an empty frame of the contract's schema."""
+    files = _parquet_files(events_paths)
+    if not files:
+        return pl.DataFrame(schema=EVENTS_SCHEMA)
+    return pl.read_parquet(files, hive_partitioning=False)
+
+
+def read_curated(curated_dir: Path, table: str) -> pl.DataFrame:
+    files = (
+        _parquet_files([Path(curated_dir) / table]) if (Path(curated_dir) / table).exists() else []
+    )
+    if not files:
+        raise ValidationInputError(
+            f"curated table {table} not found under {curated_dir}; run the transform first"
+        )
+    return pl.read_parquet(files, hive_partitioning=False)
+
+
+def _period_hours() -> pl.Expr:
+    return (pl.col("finish_at") - pl.col("start_at")).dt.total_microseconds() / 3.6e9
+
+
+def with_period_checks(periods: pl.DataFrame) -> pl.DataFrame:
+    """Periods plus ``period_hours``, so the suite can bound a period's length."""
+    return periods.with_columns(period_hours=_period_hours())
+
+
+def with_vehicle_checks(vehicles: pl.DataFrame, periods: pl.DataFrame) -> pl.DataFrame:
+    """Vehicle facts joined to their period: the average speed over the period's length is the
+    plausibility ceiling for a distance, computed here because GX checks one table at a time."""
+    bounds = periods.select(
+        "operating_period_id",
+        "start_at",
+        "finish_at",
+        has_period=pl.lit(True),
+        period_hours=_period_hours(),
+    ).unique("operating_period_id", keep="first")
+    joined = vehicles.join(bounds, on="operating_period_id", how="left")
+    dist, hours = pl.col("distance_km"), pl.col("period_hours")
+    # a period that does not finish after it starts fails the period suite; no speed for it
+    speed = pl.when(hours > 0).then(dist / hours)
+    within = (pl.col("start_at") <= pl.col("first_location_at")) & (
+        pl.col("last_location_at") <= pl.col("finish_at")
+    )
+    return joined.with_columns(
+        has_period=pl.col("has_period").fill_null(False),
+        avg_speed_kmh=speed,
+        points_within_period=within,
+    ).drop("start_at", "finish_at")
+
+
+def build_frames(
+    suite_names: list[str],
+    events_paths: list[Path],
+    curated_dir: Path,
+    period_ids: list[str] | None = None,
+) -> dict[str, pl.DataFrame]:
+    """One frame per suite: staged events for ``events``, else the curated table of that name.
+    With ``period_ids`` (the periods the run recomputed) curated facts keyed by period are cut
+    to those periods: untouched rows passed when they were published, and a duplicate key still
+    shows because every row of a recomputed id is kept. Keeps cost flat as history grows."""
+    frames: dict[str, pl.DataFrame] = {}
+    periods = None
+    for name in suite_names:
+        if name == EVENTS_SUITE:
+            frames[name] = read_events(events_paths)
+            continue
+        table = _only_periods(read_curated(curated_dir, name), period_ids)
+        if name == "fact_operating_period":
+            periods = table
+            table = with_period_checks(table)
+        elif name == "fact_vehicle_operating_period":
+            if periods is None:
+                periods = _only_periods(
+                    read_curated(curated_dir, "fact_operating_period"), period_ids
+                )
+            table = with_vehicle_checks(table, periods)
+        frames[name] = table
+    return frames
+
+
+def _only_periods(table: pl.DataFrame, period_ids: list[str] | None) -> pl.DataFrame:
+    if period_ids is None or "operating_period_id" not in table.columns:
+        return table
+    return table.filter(pl.col("operating_period_id").is_in(period_ids))
