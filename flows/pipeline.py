@@ -50,12 +50,8 @@ def ingest_day(date: Day, settings: Settings | None = None) -> dict:
     """Fetch a source day's new objects into the raw zone and stage them into the event lake."""
     settings = settings or get_settings()
     lake = Lake(settings.lake_root)
-    list_source_objects(settings, date)  # a wrong bucket or endpoint fails before lake writes
-    lake.ensure_writable()
-    with lake_lock(lake, f"day-{date.isoformat()}"):
-        fetched = fetch_new_objects(settings, str(lake.root), date)
-        staged = stage_partition(str(lake.root), date)
-    return {"source_day": date.isoformat(), "fetch": fetched, "stage": staged}
+    _preflight(settings, lake, date)
+    return {"source_day": date.isoformat(), **_ingest(settings, lake, date)}
 
 
 def _link_copy(src: Path, dst: Path) -> Path:
@@ -153,6 +149,13 @@ def publish_days(
     }
 
 
+def _preflight(settings: Settings, lake: Lake, day: Day) -> None:
+    """Fail before the first lake write when the source is wrong (bucket, endpoint, access)
+    or the lake root cannot take writes."""
+    list_source_objects(settings, day)
+    lake.ensure_writable()
+
+
 def _ingest(settings: Settings, lake: Lake, day: Day) -> dict:
     """Fetch then stage one source day, holding the day's lake lock (one writer per day)."""
     with lake_lock(lake, f"day-{day.isoformat()}"):
@@ -178,8 +181,7 @@ def daily_pipeline(date: Day | None = None) -> dict:
     prewarm()
     summary: dict = {"run_id": run_id, "source_day": day.isoformat(), "timings": {}}
     try:
-        list_source_objects(settings, day)  # a wrong bucket or endpoint fails before lake writes
-        lake.ensure_writable()
+        _preflight(settings, lake, day)
         with day_slots([day]):  # Prefect-side guard: two runs of one day never overlap
             step = time.perf_counter()
             summary.update(_ingest(settings, lake, day))
@@ -209,8 +211,7 @@ def backfill(start: Day, end: Day) -> dict:
         raise ValueError(f"backfill end {end} is before start {start}")
     settings = get_settings()
     lake = Lake(settings.lake_root)
-    list_source_objects(settings, start)  # a wrong bucket or endpoint fails before lake writes
-    lake.ensure_writable()
+    _preflight(settings, lake, start)
     days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     prewarm()
     with day_slots(days):  # no other run of these days may overlap this backfill
