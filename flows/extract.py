@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import time
 import uuid
@@ -19,6 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.lake import Lake, LakeError, atomic_write_json
+from flows.logs import run_logger
 from flows.settings import Settings
 from flows.source import Source, SourceError, SourceObject, open_source
 
@@ -52,17 +52,6 @@ class FetchSummary:
         return {**asdict(self), "source_day": self.source_day.isoformat()}
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The Prefect run logger inside a flow or task run, else this module's logger."""
-    from prefect.exceptions import MissingContextError
-    from prefect.logging import get_run_logger
-
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
 def read_manifest(lake: Lake, day: dt.date) -> Manifest:
     """The day's manifest, or an empty one (an unreadable manifest only costs a re-fetch)."""
     path = lake.manifest_path(day)
@@ -71,7 +60,9 @@ def read_manifest(lake: Lake, day: dt.date) -> Manifest:
     except FileNotFoundError:
         return {}
     except (OSError, ValueError) as exc:
-        _logger().warning("ignoring unreadable manifest %s (%s); re-fetching the day", path, exc)
+        run_logger(__name__).warning(
+            "ignoring unreadable manifest %s (%s); re-fetching the day", path, exc
+        )
         return {}
     return payload if isinstance(payload, dict) else {}
 
@@ -155,7 +146,7 @@ def fetch_day(
 
     The source is listed before anything is written, so a bad source leaves the lake untouched.
     """
-    report = progress or _logger().info
+    report = progress or run_logger(__name__).info
     source = open_source(settings)
     listed = source.list_day(day)
     report(f"listed {len(listed)} objects for {day} in {source.describe()}")
@@ -232,7 +223,7 @@ def list_source_objects(settings: Settings, day: dt.date) -> list[SourceObject]:
 def fetch_new_objects(settings: Settings, lake_root: str, day: dt.date) -> dict[str, Any]:
     """Fetch a source day's new or changed objects into the raw zone; returns the summary."""
     summary = fetch_day(settings, Lake(Path(lake_root)), day)
-    _logger().info(
+    run_logger(__name__).info(
         "source day %s: listed %d, fetched %d (%d bytes), skipped %d",
         day,
         summary.listed,

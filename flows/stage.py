@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +20,10 @@ from typing import Any
 import duckdb
 import numpy as np
 import pyarrow as pa
-from prefect import get_run_logger, task
-from prefect.exceptions import MissingContextError
+from prefect import task
 
 from flows.lake import Lake, Swap, recover
+from flows.logs import run_logger
 
 SQL_DIR = Path(__file__).parent / "sql"
 BOM = b"\xef\xbb\xbf"
@@ -350,14 +349,6 @@ def stage_source_day(
     return summary
 
 
-def _logger() -> logging.Logger | logging.LoggerAdapter:
-    """The Prefect run logger inside a run, else this module's logger (a direct call)."""
-    try:
-        return get_run_logger()
-    except MissingContextError:
-        return logging.getLogger(__name__)
-
-
 def _as_date(day: dt.date | str) -> dt.date:
     if isinstance(day, dt.datetime):
         return day.date()
@@ -373,7 +364,7 @@ def _as_date(day: dt.date | str) -> dt.date:
 def stage_partition(lake_root: str, day: dt.date | str) -> dict[str, Any]:
     """Prefect task: stage one source day and log a one-line summary."""
     summary = stage_source_day(Lake(Path(lake_root)), _as_date(day))
-    _logger().info(
+    run_logger(__name__).info(
         "staged %s: %d files, %d lines -> %d events, %d duplicates, %d quarantined %s in %.2f s",
         summary.source_day,
         summary.files,
