@@ -19,7 +19,7 @@ from flows.lake import Lake
 from flows.transform import (
     CURATED_SCHEMAS,
     EVENTS_SCHEMA,
-    PARTITIONED_TABLE,
+    PARTITION_KEYS,
     parquet_select,
     read_sql,
 )
@@ -41,8 +41,8 @@ class CatalogError(RuntimeError):
 
 
 def _curated_glob(lake: Lake, table: str) -> str:
-    if table == PARTITIONED_TABLE:
-        return str(lake.curated_table(table) / "event_date=*" / "*.parquet")
+    if table in PARTITION_KEYS:
+        return str(lake.curated_table(table) / f"{PARTITION_KEYS[table]}=*" / "*.parquet")
     return str(lake.curated_table(table) / "*.parquet")
 
 

@@ -79,6 +79,60 @@ class Lake:
     def curated_table(self, table: str) -> Path:
         return self.curated_dir / table
 
+    def curated_partition(self, table: str, key: str, value: dt.date) -> Path:
+        """A date partition of a curated table, e.g. ``event_date=2019-06-01``."""
+        return self.curated_table(table) / f"{key}={value.isoformat()}"
+
+    def curated_partitions(self, table: str, key: str) -> dict[dt.date, Path]:
+        """Every published date partition of a curated table, by date."""
+        prefix = f"{key}="
+        found = self.curated_table(table).glob(f"{prefix}*")
+        return {dt.date.fromisoformat(p.name.removeprefix(prefix)): p for p in found}
+
+    @property
+    def state_dir(self) -> Path:
+        """Incremental state the transform keeps beside the curated tables (not for analysts):
+        derived from the events zone, rebuilt from it when missing."""
+        return self.root / "state"
+
+    def state_table(self, name: str) -> Path:
+        return self.state_dir / name
+
+    def points_partition(self, location_date: dt.date, event_date: dt.date) -> Path:
+        return (
+            self.state_table("location_points")
+            / f"location_date={location_date.isoformat()}"
+            / f"event_date={event_date.isoformat()}"
+        )
+
+    def points_partitions_of(self, event_date: dt.date) -> list[Path]:
+        """Every location-points partition that events of one event date produced."""
+        pattern = f"location_date=*/event_date={event_date.isoformat()}"
+        return sorted(self.state_table("location_points").glob(pattern))
+
+    def points_partitions_at(self, location_date: dt.date) -> list[Path]:
+        """Every location-points partition of points located on one date."""
+        return sorted(
+            self.state_table("location_points").glob(f"location_date={location_date.isoformat()}/*")
+        )
+
+    def staged_files(self) -> dict[dt.date, list[Path]]:
+        """Every staged events file, by the source day that produced it (a listing only)."""
+        found: dict[dt.date, list[Path]] = {}
+        for path in sorted(self.events_dir.glob("date=*/source_day=*/*.parquet")):
+            day = dt.date.fromisoformat(path.parent.name.removeprefix("source_day="))
+            found.setdefault(day, []).append(path)
+        return found
+
+    @staticmethod
+    def event_date_of(partition: Path) -> dt.date:
+        """The event date of an events partition ``date=E/source_day=D``."""
+        return dt.date.fromisoformat(partition.parent.name.removeprefix("date="))
+
+    def events_partitions_on(self, event_date: dt.date) -> list[Path]:
+        """Every source day's events partition of one event date."""
+        return sorted(self.events_dir.glob(f"date={event_date.isoformat()}/source_day=*"))
+
     @property
     def duckdb_path(self) -> Path:
         return self.root / "lake.duckdb"

@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from flows.pgbinary import binary_slices
+from flows.transform import CHANGES_DIR
 from flows.warehouse import (
     WarehouseConnectionError,
     WarehouseError,
@@ -98,15 +99,16 @@ class LoadSummary:
 
 
 def _curated_files(curated_dir: Path, table: str, event_dates: list[dt.date]) -> list[Path]:
-    """Parquet files of a curated table; for events only the partitions of ``event_dates``
-    (a missing partition means that date has no vehicle events left)."""
-    if table == "fact_vehicle_event":
+    """Parquet files a load reads: for events the partitions of ``event_dates`` (a missing
+    partition means that date has no vehicle events left), for every other table the rows the
+    transform found new or changed (``_changes/<table>``), never the whole table."""
+    if table == EXCHANGED:
         parts = [curated_dir / table / f"event_date={d.isoformat()}" for d in event_dates]
         return sorted(f for part in parts for f in part.glob("*.parquet"))
-    files = sorted((curated_dir / table).glob("*.parquet"))
+    files = sorted((curated_dir / CHANGES_DIR / table).glob("*.parquet"))
     if not files:
         raise WarehouseError(
-            f"curated table {table} has no Parquet files in {curated_dir / table}; "
+            f"curated table {table} has no Parquet files in {curated_dir / CHANGES_DIR / table}; "
             "run the transform first"
         )
     return files

@@ -27,7 +27,7 @@ from flows.warehouse import MIGRATIONS_DIR, connect, describe_error, redact
 
 DUMP_NAME = "warehouse.dump"
 META_NAME = "backup.json"
-LAKE_DIRS = ("raw/_manifests", "curated")
+LAKE_DIRS = ("raw/_manifests", "curated", "state")
 FORMAT_VERSION = 1
 TOOL_TIMEOUT_S = 3600
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")

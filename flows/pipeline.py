@@ -85,7 +85,12 @@ def _settle_failed_load(swap: Swap, url: str, run_id: str, exc: BaseException) -
 
 
 def publish_days(
-    settings: Settings, lake: Lake, days: list[Day], run_id: str, fetched_objects: int
+    settings: Settings,
+    lake: Lake,
+    days: list[Day],
+    run_id: str,
+    fetched_objects: int,
+    defer: list[Day] | None = None,
 ) -> dict:
     """Transform, validate, then publish curated tables and load the warehouse together.
 
@@ -100,13 +105,19 @@ def publish_days(
         with lake.scratch(f"run-{run_id}") as scratch:
             started = time.perf_counter()
             result = TransformResult.from_dict(
-                transform_partition(str(lake.root), days, str(scratch / "curated"))
+                transform_partition(
+                    str(lake.root),
+                    days,
+                    str(scratch / "curated"),
+                    memory_limit=settings.duckdb_memory_limit,
+                    defer=defer or [],
+                )
             )
             timings["transform"] = time.perf_counter() - started
             started = time.perf_counter()
             events_paths = [
                 p
-                for d in days
+                for d in result.source_days
                 for part in lake.events_partitions_of(d)
                 for p in sorted(part.glob("*.parquet"))
             ]
@@ -129,7 +140,7 @@ def publish_days(
                     load_dir,
                     run_id=run_id,
                     partition_date=max(days),
-                    period_ids=result.recomputed_period_ids,
+                    period_ids=result.recomputed_period_ids + result.removed_period_ids,
                     event_dates=result.event_dates,
                     flow_run_id=str(flow_run.id) if flow_run.id else None,
                 )
@@ -142,6 +153,7 @@ def publish_days(
     return {
         "recomputed_periods": result.recomputed_period_ids,
         "event_dates": [d.isoformat() for d in result.event_dates],
+        "published_source_days": [d.isoformat() for d in result.source_days],
         "curated_rows": result.rows,
         "loaded": loaded,
         "validation": validation.to_dict(),
@@ -160,7 +172,7 @@ def _ingest(settings: Settings, lake: Lake, day: Day) -> dict:
     """Fetch then stage one source day, holding the day's lake lock (one writer per day)."""
     with lake_lock(lake, f"day-{day.isoformat()}"):
         fetched = fetch_new_objects(settings, str(lake.root), day)
-        staged = stage_partition(str(lake.root), day)
+        staged = stage_partition(str(lake.root), day, settings.duckdb_memory_limit)
     return {"fetch": fetched, "stage": staged}
 
 
@@ -218,8 +230,11 @@ def backfill(start: Day, end: Day) -> dict:
         ingests = {d: ingest_source_day.submit(settings, str(lake.root), d) for d in days}
         wait(list(ingests.values()))
         results = []
-        for day in days:
+        for i, day in enumerate(days):
             ingested = ingests[day].result()
-            published = publish_days(settings, lake, [day], _run_id(), ingested["fetch"]["listed"])
+            later = days[i + 1 :]  # staged already, published by their own turn below
+            published = publish_days(
+                settings, lake, [day], _run_id(), ingested["fetch"]["listed"], later
+            )
             results.append({"source_day": day.isoformat(), **ingested, **published})
         return {"days": [d.isoformat() for d in days], "results": results}

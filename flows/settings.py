@@ -27,6 +27,11 @@ class Settings(BaseSettings):
         None, description="postgresql://… ; unset = embedded PostgreSQL under the lake root"
     )
     fetch_concurrency: int = Field(8, ge=1, le=64, description="parallel S3 downloads")
+    duckdb_memory_limit: str = Field(
+        "2GB",
+        pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$",
+        description="memory DuckDB may use per stage; beyond it, it spills under lake/_tmp/",
+    )
 
     @field_validator("s3_endpoint_url", "aws_credentials_block", "warehouse_url", mode="before")
     @classmethod

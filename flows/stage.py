@@ -194,12 +194,20 @@ def _sql(name: str) -> str:
     return (SQL_DIR / f"{name}.sql").read_text()
 
 
-def classify_lines(lines: pa.Table) -> duckdb.DuckDBPyConnection:
+def classify_lines(
+    lines: pa.Table, memory_limit: str | None = None, temp_dir: Path | None = None
+) -> duckdb.DuckDBPyConnection:
     """A fresh DuckDB connection holding table ``parsed`` in input order: one row per line,
-    its typed fields or first rejection reason, and whether it repeats an earlier event."""
+    its typed fields or first rejection reason, and whether it repeats an earlier event.
+    With a memory limit and a temp directory (on the lake's disk) a large day spills there."""
     con = duckdb.connect()
     con.execute("set TimeZone = 'UTC'")
     con.execute("set enable_progress_bar = false")  # bars go to stdout on ~1M rows
+    if memory_limit:
+        con.execute(f"set memory_limit = '{memory_limit}'")
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        con.execute(f"set temp_directory = '{temp_dir}'")
     con.execute(_sql("stage_macros"))
     con.register("lines", lines)
     con.execute(f"create table parsed as {_sql('stage_parse_lines')}")
@@ -320,7 +328,11 @@ def _publish(lake: Lake, day: dt.date, events: dict[dt.date, Path], quarantine: 
 
 
 def stage_source_day(
-    lake: Lake, day: dt.date, *, ingested_at: dt.datetime | None = None
+    lake: Lake,
+    day: dt.date,
+    *,
+    ingested_at: dt.datetime | None = None,
+    memory_limit: str | None = None,
 ) -> StageSummary:
     """Parse every raw file of a source day into events and quarantine partitions, replacing
     whatever an earlier staging of the day produced."""
@@ -335,16 +347,16 @@ def stage_source_day(
     lines = read_lines(files)
     summary = StageSummary(day, files=len(files), lines=lines.num_rows)
     params = {"ingested_at": stamp, "source_day": day}
-    con = classify_lines(lines)
-    del lines
-    try:
-        with lake.scratch(f"stage-{day.isoformat()}") as scratch:
+    with lake.scratch(f"stage-{day.isoformat()}") as scratch:
+        con = classify_lines(lines, memory_limit, scratch / "_spill")
+        del lines
+        try:
             events = _write_events(con, scratch / "events", params)
             _write_quarantine(con, scratch / "quarantine", params)
             _count(con, summary)
             _publish(lake, day, events, scratch / "quarantine")
-    finally:
-        con.close()
+        finally:
+            con.close()
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -361,9 +373,11 @@ def _as_date(day: dt.date | str) -> dt.date:
 
 
 @task(name="stage-source-day", timeout_seconds=STAGE_TIMEOUT_SECONDS, retries=0)
-def stage_partition(lake_root: str, day: dt.date | str) -> dict[str, Any]:
+def stage_partition(
+    lake_root: str, day: dt.date | str, memory_limit: str | None = None
+) -> dict[str, Any]:
     """Prefect task: stage one source day and log a one-line summary."""
-    summary = stage_source_day(Lake(Path(lake_root)), _as_date(day))
+    summary = stage_source_day(Lake(Path(lake_root)), _as_date(day), memory_limit=memory_limit)
     run_logger(__name__).info(
         "staged %s: %d files, %d lines -> %d events, %d duplicates, %d quarantined %s in %.2f s",
         summary.source_day,

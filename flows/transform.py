@@ -1,14 +1,20 @@
 """Staged events -> curated facts and dimensions, incrementally, with DuckDB over Parquet.
 
-A run for some source days recomputes only the operating periods and event dates those days
-touch, reading whatever else it needs from every partition, and writes new versions of the
-curated tables into a scratch directory; the flow publishes them with ``lake.Swap``.
+A run for some source days reads the staged events of the event dates those days touch, and
+the state it needs for the periods and dates they touch (``lake/state/``: every period event,
+a summary per entity and date, and the valid points by the date they were located), never the
+events of the rest of history. It writes the touched curated partitions, the small whole
+tables, the rows the warehouse must receive and the new state into a scratch directory; the
+flow publishes them with ``lake.Swap``. A lake without state is rebuilt from all its events
+once (the first run after an upgrade, or a fresh lake).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import glob
+import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +22,8 @@ import duckdb
 from prefect import task
 
 from flows.lake import Lake
+from flows.logs import run_logger
+from flows.scope import STATE_VERSION, VERSION_FILE, Scope, plan, read_record
 
 SQL_DIR = Path(__file__).parent / "sql"
 
@@ -96,15 +104,58 @@ CURATED_SCHEMAS: dict[str, dict[str, str]] = {
     },
 }
 
-# Whole tables replaced on every run (fact_vehicle_event is replaced per event date).
-WHOLE_TABLES = (
-    "fact_operating_period",
-    "fact_vehicle_operating_period",
-    "dim_vehicle",
-    "dim_organization",
-    "dim_date",
-)
+# Curated tables replaced whole on every run (small: one row per period, vehicle, org, day).
+WHOLE_TABLES = ("fact_operating_period", "dim_vehicle", "dim_organization", "dim_date")
+# Curated tables replaced per date partition: only the partitions a run touches are written.
+PARTITION_KEYS = {
+    "fact_vehicle_event": "event_date",  # the event date; also a column of the table
+    "fact_vehicle_operating_period": "period_date",  # the period's start date; not a column
+}
 PARTITIONED_TABLE = "fact_vehicle_event"
+CHANGES_DIR = "_changes"  # rows the warehouse must receive, beside the curated output
+STATE_DIR = "_state"  # new state, beside the curated output
+
+# The transform's own state under lake/state/, so a run never re-reads history's events.
+STATE_SCHEMAS: dict[str, dict[str, str]] = {
+    "period_events": {
+        "operating_period_id": "varchar",
+        "event": "varchar",
+        "at": "timestamptz",
+        "organization_id": "varchar",
+        "period_start": "timestamptz",
+        "period_finish": "timestamptz",
+        "event_id": "varchar",
+        "event_date": "date",
+    },
+    "entity_dates": {
+        "event_date": "date",
+        "on": "varchar",
+        "entity_id": "varchar",
+        "organization_id": "varchar",
+        "first_at": "timestamptz",
+        "last_at": "timestamptz",
+        "registered_at": "timestamptz",
+        "deregistered_at": "timestamptz",
+        "events": "bigint",
+        "last_event_id": "varchar",
+    },
+    "location_points": {
+        "vehicle_id": "varchar",
+        "organization_id": "varchar",
+        "location_at": "timestamptz",
+        "at": "timestamptz",
+        "lat": "double",
+        "lng": "double",
+    },
+    "source_days": {
+        "source_day": "date",
+        "event_date": "date",
+        "file": "varchar",
+        "size": "bigint",
+        "mtime_ns": "bigint",
+        "inode": "bigint",
+    },
+}
 
 
 class TransformError(RuntimeError):
@@ -113,23 +164,20 @@ class TransformError(RuntimeError):
 
 @dataclass
 class TransformResult:
-    """Where a transform run wrote its tables and what it recomputed."""
+    """Where a transform run wrote its tables, what it recomputed and how to publish it."""
 
     out_dir: Path
     recomputed_period_ids: list[str] = field(default_factory=list)
     event_dates: list[dt.date] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
+    source_days: list[dt.date] = field(default_factory=list)
+    removed_period_ids: list[str] = field(default_factory=list)
+    moves: dict[str, str | None] = field(default_factory=dict)
+    rebuilt: bool = False
 
     def swap_moves(self, lake: Lake) -> dict[Path, Path | None]:
-        """Lake directory -> its new content in out_dir (None: remove), for ``lake.Swap``."""
-        moves: dict[Path, Path | None] = {
-            lake.curated_table(table): self.out_dir / table for table in WHOLE_TABLES
-        }
-        for event_date in self.event_dates:
-            name = f"event_date={event_date.isoformat()}"
-            new = self.out_dir / PARTITIONED_TABLE / name
-            moves[lake.curated_table(PARTITIONED_TABLE) / name] = new if new.exists() else None
-        return moves
+        """Lake path -> its new content in out_dir (None: remove), for ``lake.Swap``."""
+        return {Path(f): Path(n) if n else None for f, n in self.moves.items()}
 
     def to_dict(self) -> dict:
         return {
@@ -137,6 +185,10 @@ class TransformResult:
             "recomputed_period_ids": list(self.recomputed_period_ids),
             "event_dates": [d.isoformat() for d in self.event_dates],
             "rows": dict(self.rows),
+            "source_days": [d.isoformat() for d in self.source_days],
+            "removed_period_ids": list(self.removed_period_ids),
+            "moves": dict(self.moves),
+            "rebuilt": self.rebuilt,
         }
 
     @classmethod
@@ -146,6 +198,10 @@ class TransformResult:
             recomputed_period_ids=list(data["recomputed_period_ids"]),
             event_dates=[dt.date.fromisoformat(d) for d in data["event_dates"]],
             rows=dict(data["rows"]),
+            source_days=[dt.date.fromisoformat(d) for d in data.get("source_days", [])],
+            removed_period_ids=list(data.get("removed_period_ids", [])),
+            moves=dict(data.get("moves", {})),
+            rebuilt=bool(data.get("rebuilt", False)),
         )
 
 
@@ -174,37 +230,126 @@ def parquet_select(files: list[str], schema: dict[str, str]) -> str:
     return f"select {columns} from read_parquet([{listing}], hive_partitioning = false)"
 
 
-def connect() -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with UTC session time (dates of timestamps are UTC dates)."""
+def connect(
+    memory_limit: str | None = None, temp_dir: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with UTC session time (dates of timestamps are UTC dates). With a
+    memory limit and a temp directory, a day larger than memory spills there instead of
+    failing (the temp directory must be on the lake's disk, never the worker's cwd)."""
     con = duckdb.connect()
     con.sql("set TimeZone = 'UTC'")
     con.sql("set enable_progress_bar = false")  # bars go to stdout on ~1M rows
+    if memory_limit:
+        con.sql(f"set memory_limit = {sql_literal(memory_limit)}")
+    if temp_dir is not None:
+        temp_dir.mkdir(parents=True, exist_ok=True)
+        con.sql(f"set temp_directory = {sql_literal(str(temp_dir))}")
+        con.sql("set preserve_insertion_order = false")  # lets large sorts and joins spill
     con.sql(read_sql("macros"))
     return con
 
 
-def _register_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, days: list[dt.date]) -> None:
-    """Staged events (all, and the run's), distinct events, and the published tables."""
-    run_files = [str(p / "*.parquet") for d in days for p in lake.events_partitions_of(d)]
-    con.sql(f"create view staged_events as {parquet_select([lake.events_glob], EVENTS_SCHEMA)}")
-    con.sql(f"create view run_events as {parquet_select(run_files, EVENTS_SCHEMA)}")
+def _parquet_files(dirs: list[Path]) -> list[str]:
+    return [str(f) for d in dirs for f in sorted(d.glob("*.parquet"))]
+
+
+def _view(con: duckdb.DuckDBPyConnection, name: str, files: list, schema: dict) -> None:
+    con.sql(f"create view {name} as {parquet_select([str(f) for f in files], schema)}")
+
+
+def _dates_table(con: duckdb.DuckDBPyConnection, name: str, dates: list[dt.date]) -> None:
+    con.sql(f"create table {name} (event_date date)")
+    if dates:
+        con.sql(f"insert into {name} select unnest($dates)", params={"dates": dates})
+
+
+def _register_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, scope: Scope) -> None:
+    """The events of the touched dates (distinct), the run's own staged rows, and the published
+    state those dates and periods need; a rebuild starts from empty state."""
+    _dates_table(con, "touched_dates", scope.event_dates)
+    touched = [p for d in scope.event_dates for p in lake.events_partitions_on(d)]
+    _view(con, "staged_events", _parquet_files(touched), EVENTS_SCHEMA)
+    _view(con, "run_events", scope.run_files(), EVENTS_SCHEMA)
     con.sql(f"create table events as {read_sql('events_distinct')}")
-    for table in ("fact_operating_period", "fact_vehicle_operating_period"):
-        files = [str(lake.curated_table(table) / "*.parquet")]
-        select = parquet_select(files, CURATED_SCHEMAS[table])
-        con.sql(f"create view published_{table.removeprefix('fact_')} as {select}")
+    for name in ("period_events", "entity_dates"):
+        files = [] if scope.rebuild else _parquet_files([lake.state_table(name)])
+        _view(con, f"previous_{name}", files, STATE_SCHEMAS[name])
+    points = (
+        []
+        if scope.rebuild
+        else [p for d in scope.event_dates for p in lake.points_partitions_of(d)]
+    )
+    _view(con, "previous_points", _parquet_files(points), STATE_SCHEMAS["location_points"])
+    for table in WHOLE_TABLES:
+        files = _parquet_files([lake.curated_table(table)])
+        _view(con, f"published_{table.removeprefix('fact_')}", files, CURATED_SCHEMAS[table])
 
 
-def _touched_dates(con: duckdb.DuckDBPyConnection, lake: Lake) -> list[dt.date]:
-    """Event dates of the run's rows, plus published partitions with no vehicle events left."""
-    dates = {row[0] for row in con.sql("select distinct event_date from run_events").fetchall()}
-    vehicle_dates = "select distinct event_date from events where \"on\" = 'vehicle'"
-    present = {row[0] for row in con.sql(vehicle_dates).fetchall()}
-    for path in lake.curated_table(PARTITIONED_TABLE).glob("event_date=*"):
-        published = dt.date.fromisoformat(path.name.removeprefix("event_date="))
-        if published not in present:
-            dates.add(published)
-    return sorted(dates)
+def _ids(con: duckdb.DuckDBPyConnection, select: str) -> list:
+    return [row[0] for row in con.sql(select).fetchall()]
+
+
+def _select_periods(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[str]:
+    """Period state, then which periods this run recomputes (all of them in a rebuild)."""
+    con.sql(f"create table all_period_events as {read_sql('int_period_events')}")
+    con.sql(f"create table fact_operating_period as {read_sql('fct_operating_period')}")
+    con.sql(f"create table touched_points as {read_sql('int_touched_points')}")
+    con.sql(f"create table changed_point_times as {read_sql('int_changed_point_times')}")
+    if scope.rebuild:
+        recomputed = "select operating_period_id from fact_operating_period"
+    else:
+        recomputed = read_sql("int_recomputed_periods")
+    con.sql(f"create table recomputed_periods as {recomputed}")
+    return _ids(con, "select operating_period_id from recomputed_periods order by 1")
+
+
+def _register_points(con: duckdb.DuckDBPyConnection, lake: Lake, scope: Scope) -> None:
+    """Candidate points of the recomputed windows: the touched dates' points as they are now,
+    plus the published points of the other event dates located on the windows' dates."""
+    window_dates = _ids(
+        con,
+        """select distinct unnest(generate_series(
+               p.start_at::date, p.finish_at::date, interval 1 day))::date
+           from fact_operating_period as p
+           semi join recomputed_periods as r using (operating_period_id)""",
+    )
+    touched = set(scope.event_dates)
+    dirs = [
+        p
+        for d in ([] if scope.rebuild else window_dates)
+        for p in lake.points_partitions_at(d)
+        if dt.date.fromisoformat(p.name.removeprefix("event_date=")) not in touched
+    ]
+    _view(con, "published_points", _parquet_files(dirs), STATE_SCHEMAS["location_points"])
+    columns = ", ".join(f'"{c}"' for c in STATE_SCHEMAS["location_points"])
+    con.sql(
+        f"create view candidate_points as select {columns} from touched_points "
+        f"union all select {columns} from published_points"
+    )
+    con.sql(f"create table location_points as {read_sql('int_location_points')}")
+
+
+def _register_vehicle_partitions(
+    con: duckdb.DuckDBPyConnection, lake: Lake, scope: Scope
+) -> list[dt.date]:
+    """The period-date partitions of fact_vehicle_operating_period this run rewrites: the new
+    and old start dates of recomputed periods and the start dates of periods that are gone."""
+    dates = _ids(
+        con,
+        """select start_at::date from fact_operating_period
+           semi join recomputed_periods using (operating_period_id)
+           union
+           select start_at::date from published_operating_period
+           where operating_period_id in (select operating_period_id from recomputed_periods)
+               or operating_period_id not in (select operating_period_id from fact_operating_period)
+           order by 1""",
+    )
+    table = "fact_vehicle_operating_period"
+    parts = (
+        [] if scope.rebuild else [lake.curated_partition(table, "period_date", d) for d in dates]
+    )
+    _view(con, "published_vehicle_operating_period", _parquet_files(parts), CURATED_SCHEMAS[table])
+    return sorted(lake.curated_partitions(table, "period_date")) if scope.rebuild else dates
 
 
 def _write(con: duckdb.DuckDBPyConnection, select: str, path: Path) -> int:
@@ -215,50 +360,169 @@ def _write(con: duckdb.DuckDBPyConnection, select: str, path: Path) -> int:
     return int(con.sql(count).fetchall()[0][0])
 
 
-def _write_vehicle_events(
-    con: duckdb.DuckDBPyConnection, out_dir: Path, dates: list[dt.date]
+def _write_partitioned(
+    con: duckdb.DuckDBPyConnection, select: str, out: Path, keys: list[str], keep: bool
 ) -> int:
-    """One part-0.parquet per touched event date that has vehicle events."""
-    con.sql("create table touched_dates (event_date date)")
-    if dates:
-        con.sql("insert into touched_dates select unnest($dates)", params={"dates": dates})
-    con.sql(f"create table {PARTITIONED_TABLE} as {read_sql('fct_vehicle_event')}")
-    per_date = f"select event_date, count(*) from {PARTITIONED_TABLE} group by 1"
-    counts = dict(con.sql(per_date).fetchall())
-    for event_date in counts:
-        partition = f"event_date={event_date.isoformat()}"
-        path = out_dir / PARTITIONED_TABLE / partition / "part-0.parquet"
-        where = f"where event_date = date '{event_date.isoformat()}'"
-        _write(con, f'select * from {PARTITIONED_TABLE} {where} order by "at", event_id', path)
-    return sum(counts.values())
+    """Write a select as hive partitions ``key=value/part-0.parquet`` under ``out``; ``keep``
+    writes the key columns into the files too. Returns the row count."""
+    out.mkdir(parents=True, exist_ok=True)
+    options = (
+        f"format parquet, compression zstd, partition_by ({', '.join(keys)}), "
+        f"filename_pattern 'part-{{i}}', overwrite_or_ignore, "
+        f"write_partition_columns {str(keep).lower()}"
+    )
+    copied = con.execute(f"copy ({select}) to {sql_literal(str(out))} ({options})").fetchall()
+    return int(copied[0][0]) if copied else 0
 
 
-def _build(con: duckdb.DuckDBPyConnection, lake: Lake, out_dir: Path) -> TransformResult:
-    con.sql(f"create table fact_operating_period as {read_sql('fct_operating_period')}")
-    con.sql(f"create table recomputed_periods as {read_sql('int_recomputed_periods')}")
-    con.sql(f"create table location_points as {read_sql('int_location_points')}")
+def _changed(table: str, rebuild: bool) -> str:
+    """Rows of a whole table the warehouse must receive: new or changed since published."""
+    name = table.removeprefix("fact_")
+    return f"select * from {table}" + ("" if rebuild else f" except select * from published_{name}")
+
+
+def _write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path, scope: Scope) -> dict[str, int]:
+    """The curated output: whole small tables, the touched partitions of the partitioned ones,
+    and beside them the rows the warehouse must receive (``_changes/``)."""
     models = {
         "fact_operating_period": "select * from fact_operating_period",
-        "fact_vehicle_operating_period": read_sql("fct_vehicle_operating_period"),
         "dim_vehicle": read_sql("dim_vehicle"),
         "dim_organization": read_sql("dim_organization"),
         "dim_date": read_sql("dim_date"),
     }
-    rows = {t: _write(con, sql, out_dir / t / "part-0.parquet") for t, sql in models.items()}
-    dates = _touched_dates(con, lake)
-    rows[PARTITIONED_TABLE] = _write_vehicle_events(con, out_dir, dates)
-    period_ids = [r[0] for r in con.sql("select * from recomputed_periods").fetchall()]
-    return TransformResult(out_dir, period_ids, dates, rows)
+    rows = {}
+    changes = out_dir / CHANGES_DIR
+    for table, select in models.items():
+        if table != "fact_operating_period":
+            con.sql(f"create table {table} as {select}")
+        rows[table] = _write(con, f"select * from {table}", out_dir / table / "part-0.parquet")
+        _write(con, _changed(table, scope.rebuild), changes / table / "part-0.parquet")
+    vehicle_periods = "fact_vehicle_operating_period"
+    rows[vehicle_periods] = _write_partitioned(
+        con, "select * from vehicle_periods", out_dir / vehicle_periods, ["period_date"], False
+    )
+    recomputed = """select * exclude (period_date) from vehicle_periods
+        where operating_period_id in (select operating_period_id from recomputed_periods)"""
+    _write(con, recomputed, changes / vehicle_periods / "part-0.parquet")
+    rows[PARTITIONED_TABLE] = _write_partitioned(
+        con, read_sql("fct_vehicle_event"), out_dir / PARTITIONED_TABLE, ["event_date"], True
+    )
+    return rows
 
 
-def transform(lake: Lake, source_days: list[dt.date], out_dir: Path) -> TransformResult:
-    """New versions of the curated tables for a run over ``source_days``, written to out_dir."""
+def _write_state(con: duckdb.DuckDBPyConnection, lake: Lake, out_dir: Path, scope: Scope) -> None:
+    """The new incremental state beside the curated output (``_state/``)."""
+    state = out_dir / STATE_DIR
+    for name, select in (
+        ("period_events", "select * from all_period_events"),
+        ("entity_dates", "select * from entity_dates"),
+    ):
+        _write(con, select, state / name / "part-0.parquet")
+    columns = ", ".join(f'"{c}"' for c in STATE_SCHEMAS["location_points"])
+    points = f"select {columns}, location_date, event_date from touched_points"
+    _write_partitioned(
+        con, points, state / "location_points", ["location_date", "event_date"], False
+    )
+    record = scope.record_rows(lake, read_record(lake))
+    (state / "source_days").mkdir(parents=True, exist_ok=True)
+    record.write_parquet(state / "source_days" / "part-0.parquet", compression="zstd")
+    version = {"version": STATE_VERSION}
+    (state / "source_days" / VERSION_FILE).write_text(json.dumps(version) + "\n")
+
+
+def _point_dirs(root: Path) -> dict[tuple[str, str], Path]:
+    return {(p.parent.name, p.name): p for p in root.glob("location_date=*/event_date=*")}
+
+
+def _moves(
+    lake: Lake, out_dir: Path, scope: Scope, vehicle_dates: list[dt.date]
+) -> dict[str, str | None]:
+    """Lake path -> new content (None: remove) for every table, partition and state piece the
+    run rewrote; a rebuild replaces the partitioned tables and the points state whole."""
+    moves: dict[Path, Path | None] = {lake.curated_table(t): out_dir / t for t in WHOLE_TABLES}
+    state = out_dir / STATE_DIR
+    for name in ("period_events", "entity_dates", "source_days"):
+        moves[lake.state_table(name)] = state / name
+    partitioned = {PARTITIONED_TABLE: scope.event_dates}
+    partitioned["fact_vehicle_operating_period"] = vehicle_dates
+    points = lake.state_table("location_points")
+    if scope.rebuild:
+        for table in partitioned:
+            moves[lake.curated_table(table)] = out_dir / table
+        moves[points] = state / "location_points"
+    else:
+        for table, dates in partitioned.items():
+            key = PARTITION_KEYS[table]
+            for day in dates:
+                new = out_dir / table / f"{key}={day.isoformat()}"
+                moves[lake.curated_partition(table, key, day)] = new if new.exists() else None
+        for day in scope.event_dates:
+            for old in lake.points_partitions_of(day):
+                moves[old] = None
+        for (located, dated), new in _point_dirs(state / "location_points").items():
+            moves[points / located / dated] = new
+    return {str(f): str(n) if n else None for f, n in moves.items()}
+
+
+def _build(
+    con: duckdb.DuckDBPyConnection, lake: Lake, scope: Scope, out_dir: Path
+) -> TransformResult:
+    period_ids = _select_periods(con, scope)
+    removed = _ids(
+        con,
+        """select operating_period_id from published_operating_period
+           where operating_period_id not in (select operating_period_id from fact_operating_period)
+           order by 1""",
+    )
+    _register_points(con, lake, scope)
+    vehicle_dates = _register_vehicle_partitions(con, lake, scope)
+    con.sql(f"create table vehicle_periods as {read_sql('fct_vehicle_operating_period')}")
+    con.sql(f"create table entity_dates as {read_sql('int_entity_dates')}")
+    rows = _write_tables(con, out_dir, scope)
+    _write_state(con, lake, out_dir, scope)
+    return TransformResult(
+        out_dir,
+        recomputed_period_ids=period_ids,
+        event_dates=scope.event_dates,
+        rows=rows,
+        source_days=scope.source_days,
+        removed_period_ids=removed,
+        moves=_moves(lake, out_dir, scope, vehicle_dates),
+        rebuilt=scope.rebuild,
+    )
+
+
+def _say_rebuild(lake: Lake, scope: Scope) -> None:
+    if scope.rebuild and any(lake.curated_dir.glob("*/*")):
+        run_logger(__name__).warning(
+            "lake %s has no incremental state yet (written by an earlier version): building it "
+            "once from all %d staged source days; later runs read only what they touch",
+            lake.root,
+            len(scope.source_days),
+        )
+
+
+def transform(
+    lake: Lake,
+    source_days: list[dt.date],
+    out_dir: Path,
+    *,
+    memory_limit: str | None = None,
+    defer: list[dt.date] = (),  # type: ignore[assignment]
+) -> TransformResult:
+    """New versions of what a run over ``source_days`` changes, written to out_dir: the
+    touched partitions and small whole tables, the warehouse's changed rows and the new state.
+    Staged days that were never published are included, except ``defer`` (published later
+    by the caller)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    con = connect()
+    scope = plan(lake, sorted(set(source_days)), defer)
+    _say_rebuild(lake, scope)
+    spill = out_dir / "_spill"
+    con = connect(memory_limit, spill)
     try:
-        _register_inputs(con, lake, sorted(set(source_days)))
-        return _build(con, lake, out_dir)
+        _register_inputs(con, lake, scope)
+        return _build(con, lake, scope, out_dir)
     except duckdb.Error as exc:
         first_line = str(exc).splitlines()[0]
         raise TransformError(
@@ -267,6 +531,7 @@ def transform(lake: Lake, source_days: list[dt.date], out_dir: Path) -> Transfor
         ) from exc
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 def _as_date(value: dt.date | str) -> dt.date:
@@ -274,7 +539,17 @@ def _as_date(value: dt.date | str) -> dt.date:
 
 
 @task(name="build-curated-tables")
-def transform_partition(lake_root: str, source_days: list, out_dir: str) -> dict:
+def transform_partition(
+    lake_root: str,
+    source_days: list,
+    out_dir: str,
+    memory_limit: str | None = None,
+    defer: list | None = None,
+) -> dict:
     """Prefect task: ``transform`` for the given source days; returns TransformResult.to_dict()."""
     days = [_as_date(d) for d in source_days]
-    return transform(Lake(Path(lake_root)), days, Path(out_dir)).to_dict()
+    later = [_as_date(d) for d in defer or []]
+    result = transform(
+        Lake(Path(lake_root)), days, Path(out_dir), memory_limit=memory_limit, defer=later
+    )
+    return result.to_dict()

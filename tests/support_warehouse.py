@@ -106,7 +106,8 @@ class Curated:
         return replace(self, rows={**self.rows, table: rows})
 
     def write(self, root: Path) -> Path:
-        """Write every table as Parquet under ``root`` (events partitioned by event_date)."""
+        """Write every table as Parquet under ``root`` as a transform hands it to the load:
+        events partitioned by event_date, every other table's rows under ``_changes/``."""
         for table, schema in SCHEMAS.items():
             frame = pl.DataFrame(self.rows.get(table, []), schema=schema, orient="row")
             if table == "fact_vehicle_event":
@@ -115,8 +116,8 @@ class Curated:
                     out.mkdir(parents=True, exist_ok=True)
                     part.write_parquet(out / "part-0.parquet")
                 continue
-            (root / table).mkdir(parents=True, exist_ok=True)
-            frame.write_parquet(root / table / "part-0.parquet")
+            (root / "_changes" / table).mkdir(parents=True, exist_ok=True)
+            frame.write_parquet(root / "_changes" / table / "part-0.parquet")
         return root
 
 

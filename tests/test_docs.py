@@ -115,7 +115,7 @@ def test_worked_example_through_real_stage_and_transform(tmp_path: Path):
     transform(lake, [day], out)
     rows = duckdb.sql(
         "select vehicle_id, distance_km, location_points "
-        f"from read_parquet('{out}/fact_vehicle_operating_period/*.parquet') "
+        f"from read_parquet('{out}/fact_vehicle_operating_period/*/*.parquet') "
         "where operating_period_id = 'op_1' order by vehicle_id"
     ).fetchall()
     assert [(v, round(km, 6), n) for v, km, n in rows] == [("v1", 2.015455, 3), ("v2", 0.0, 1)]

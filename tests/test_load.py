@@ -240,7 +240,7 @@ def test_load_needs_a_migrated_warehouse(pg_url: str, tmp_path: Path) -> None:
 
 def test_missing_curated_table_is_a_clear_error(url: str, tmp_path: Path) -> None:
     curated_dir = base_curated().write(tmp_path / "c")
-    (curated_dir / "dim_date" / "part-0.parquet").unlink()
+    (curated_dir / "_changes" / "dim_date" / "part-0.parquet").unlink()
     with pytest.raises(WarehouseError, match="curated table dim_date has no Parquet files"):
         load(url, curated_dir, "run-1")
 

@@ -293,8 +293,15 @@ def test_dimensions_describe_vehicles_organizations_and_dates(lake: Lake) -> Non
 def test_empty_lake_gives_empty_tables_with_the_contract_columns(lake: Lake, tmp_path) -> None:
     result = transform(lake, [D1], tmp_path / "out")
     assert result.rows == dict.fromkeys(result.rows, 0) and len(result.rows) == 6
-    frame = pl.read_parquet(tmp_path / "out" / "fact_vehicle_operating_period" / "part-0.parquet")
-    assert frame.columns == list(CURATED_SCHEMAS["fact_vehicle_operating_period"])
+    for table in ("fact_operating_period", "dim_vehicle"):
+        frame = pl.read_parquet(tmp_path / "out" / table / "part-0.parquet")
+        assert frame.columns == list(CURATED_SCHEMAS[table])
+    # partitioned tables get no partition; what the warehouse receives still has the columns
+    changes = tmp_path / "out" / "_changes" / "fact_vehicle_operating_period" / "part-0.parquet"
+    assert pl.read_parquet(changes).columns == list(
+        CURATED_SCHEMAS["fact_vehicle_operating_period"]
+    )
+    assert not list((tmp_path / "out" / "fact_vehicle_operating_period").iterdir())
     assert result.event_dates == [] and result.recomputed_period_ids == []
 
 

@@ -1,6 +1,6 @@
 -- Every calendar day from the first to the last event date or period start/finish date (UTC).
 with event_dates as (
-    select distinct event_date as date_key from events
+    select distinct event_date as date_key from entity_dates
 ),
 
 period_dates as (

@@ -1,21 +1,16 @@
 -- One row per organization seen in any event, with its number of distinct vehicles.
-with all_events as (
-    select
-        organization_id,
-        "on",
-        entity_id,
-        "at"
-    from events
+with entity_days as (
+    select * from entity_dates
     where organization_id is not null
 ),
 
 final as (
     select
         organization_id,
-        min("at") as first_seen_at,
-        max("at") as last_seen_at,
+        min(first_at) as first_seen_at,
+        max(last_at) as last_seen_at,
         count(distinct entity_id) filter (where "on" = 'vehicle') as vehicles
-    from all_events
+    from entity_days
     group by organization_id
 )
 

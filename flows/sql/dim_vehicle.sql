@@ -1,36 +1,31 @@
--- One row per vehicle; its organization is that of its latest event.
-with vehicle_events as (
-    select
-        entity_id as vehicle_id,
-        organization_id,
-        event,
-        "at",
-        event_id
-    from events
+-- One row per vehicle; its organization is that of its latest event (ties: lowest
+-- organization, then event id), from the per-date summaries of int_entity_dates.
+with vehicle_days as (
+    select * from entity_dates
     where "on" = 'vehicle'
 ),
 
 latest_organization as (
     select
-        vehicle_id,
+        entity_id as vehicle_id,
         organization_id
-    from vehicle_events
+    from vehicle_days
     qualify row_number() over (
-        partition by vehicle_id
-        order by "at" desc, organization_id, event_id
+        partition by entity_id
+        order by last_at desc, organization_id, last_event_id
     ) = 1
 ),
 
 activity as (
     select
-        vehicle_id,
-        min("at") as first_seen_at,
-        max("at") as last_seen_at,
-        min("at") filter (where event = 'register') as registered_at,
-        max("at") filter (where event = 'deregister') as deregistered_at,
-        count(*) as events
-    from vehicle_events
-    group by vehicle_id
+        entity_id as vehicle_id,
+        min(first_at) as first_seen_at,
+        max(last_at) as last_seen_at,
+        min(registered_at) as registered_at,
+        max(deregistered_at) as deregistered_at,
+        sum(events)::bigint as events
+    from vehicle_days
+    group by entity_id
 ),
 
 final as (

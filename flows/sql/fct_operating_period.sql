@@ -1,17 +1,7 @@
 -- Every operating period: live unless its last create/delete (by at; delete wins a tie) is a
 -- delete; bounds and organization from its latest create. Periods never created are left out.
 with period_events as (
-    select
-        entity_id as operating_period_id,
-        event,
-        "at",
-        organization_id,
-        period_start,
-        period_finish,
-        event_id
-    from events
-    where "on" = 'operating_period'
-        and event in ('create', 'delete')
+    select * from all_period_events
 ),
 
 last_events as (

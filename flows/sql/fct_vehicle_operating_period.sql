@@ -1,5 +1,7 @@
 -- Distance per vehicle and period: haversine over consecutive points by location_at, for the
--- recomputed periods; the published rows of every other still existing period are kept.
+-- recomputed periods; the published rows of every other still existing period of the
+-- partitions being rewritten are kept. period_date (the period's start date) names the
+-- partition a row is written to and is not a column of the table.
 -- The sum is ordered so a re-run adds the legs in the same order and gives the same bits.
 with periods as (
     select
@@ -74,12 +76,14 @@ final as (
 )
 
 select
-    operating_period_id,
-    vehicle_id,
-    organization_id,
-    distance_km,
-    location_points,
-    first_location_at,
-    last_location_at
-from final
-order by operating_period_id, vehicle_id
+    f.operating_period_id,
+    f.vehicle_id,
+    f.organization_id,
+    f.distance_km,
+    f.location_points,
+    f.first_location_at,
+    f.last_location_at,
+    p.start_at::date as period_date
+from final as f
+inner join fact_operating_period as p using (operating_period_id)
+order by f.operating_period_id, f.vehicle_id

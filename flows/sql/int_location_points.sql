@@ -1,5 +1,6 @@
--- Valid location points inside any recomputed period's window, from every partition, counted
--- once per (vehicle, location_at): earliest at, then lowest lat, lng, organization is kept.
+-- Valid location points inside any recomputed period's window, counted once per
+-- (vehicle, location_at): earliest at, then lowest lat, lng, organization is kept.
+-- candidate_points holds the points state of the location dates the windows span.
 with windows as (
     select p.start_at, p.finish_at
     from fact_operating_period as p
@@ -8,17 +9,14 @@ with windows as (
 
 candidates as (
     select
-        e.entity_id as vehicle_id,
+        e.vehicle_id,
         e.organization_id,
         e.location_at,
         e."at",
         e.lat,
         e.lng
-    from events as e
-    where e."on" = 'vehicle'
-        and e.event = 'update'
-        and e.is_valid_point
-        and e.location_at between (select min(start_at) from windows)
+    from candidate_points as e
+    where e.location_at between (select min(start_at) from windows)
         and (select max(finish_at) from windows)
         and exists (
             select 1 from windows as w

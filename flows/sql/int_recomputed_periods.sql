@@ -1,6 +1,6 @@
 -- Periods whose vehicle rows this run must recompute: those with a create/delete in the run's
--- source days, those whose window holds a valid point of the run (any organization), and those
--- whose bounds or organization differ from the published table (new or changed elsewhere).
+-- source days, those whose window holds a valid point the run added or removed (any
+-- organization), and those whose bounds or organization differ from the published table.
 with periods as (
     select * from fact_operating_period
 ),
@@ -16,9 +16,7 @@ run_period_ids as (
 ),
 
 run_point_times as (
-    select distinct location_at
-    from run_events
-    where is_valid_point
+    select location_at from changed_point_times
 ),
 
 windows_with_run_points as (
