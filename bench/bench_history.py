@@ -1,0 +1,244 @@
+"""Benchmark: does a daily run's cost grow with the history the lake holds?
+
+N consecutive generated source days (flows.generate, not timed) are loaded ONE AT A TIME, in
+order, into one fresh lake and one fresh PostgreSQL database that the bench creates on
+--admin-url and drops at the end. Each day runs daily_pipeline(date=day) in its own fresh
+spawned process (so each day's peak RSS is its own) against a temporary Prefect API started
+before the clock starts; the source is the generated local directory. One line per day gives
+the flow's per-stage times (its summary's timings), the flow process's peak RSS and the
+events staged into the lake so far. At the end: the median total time and peak RSS of days
+2-4 against the last 3 days, and one extra run for the day after the last, which has no
+objects at all.
+
+    python bench/bench_history.py [--days 30] [--events-per-day 250000] [--orgs 4]
+        [--vehicles 25] [--seed 1] [--workdir DIR] [--admin-url URL]
+
+With --workdir DIR the generated data is kept and reused by later runs with the same
+arguments (the lake and database are always fresh). The flow's logs go to stderr, the
+figures to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import multiprocessing
+import os
+import resource
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+sys.path.insert(0, str(BENCH_DIR.parent))
+
+from bench_pipeline import ADMIN_URL, BenchDatabases, source_for  # noqa: E402
+
+START = dt.date(2019, 6, 1)
+STAGES = ("fetch+stage", "transform", "validate", "load", "total")
+GOAL = 1.15
+
+
+# data ---------------------------------------------------------------------------------------
+def _generate(out: Path, args: argparse.Namespace) -> None:
+    from flows.generate import generate
+
+    generate(
+        out,
+        start=START,
+        days=args.days,
+        orgs=args.orgs,
+        vehicles=args.vehicles,
+        seed=args.seed,
+        events_per_day=args.events_per_day,
+    )
+
+
+def generated_days(workdir: Path, args: argparse.Namespace) -> Path:
+    """The generated data/ directory; generated in a child process unless workdir already
+    holds it for the same arguments."""
+    out = workdir / (
+        f"generated-{args.days}d-{args.events_per_day}-o{args.orgs}-v{args.vehicles}-s{args.seed}"
+    )
+    if not (out / "expected.json").exists():
+        shutil.rmtree(out, ignore_errors=True)
+        started = time.perf_counter()
+        child = multiprocessing.get_context("fork").Process(target=_generate, args=(out, args))
+        child.start()
+        child.join()
+        if child.exitcode != 0:
+            raise SystemExit(f"bench: generating the data failed (exit code {child.exitcode})")
+        print(f"generated in {time.perf_counter() - started:.0f} s (not timed below)", flush=True)
+    return out / "data"
+
+
+# one day in a fresh process -----------------------------------------------------------------
+def _day_child(day: dt.date, env: dict[str, str], reply: Connection) -> None:
+    """In a fresh process: start the temporary Prefect API, then time daily_pipeline; a
+    failure is sent back as its one-line error instead of a summary."""
+    os.environ.update(env)
+    os.dup2(2, 1)  # the flow's logs and DuckDB's progress bars go to stderr, figures to stdout
+    from prefect import flow
+
+    from flows.pipeline import daily_pipeline
+
+    flow(name="bench-warm-up")(lambda: None)()
+    started = time.perf_counter()
+    try:
+        summary = daily_pipeline(date=day)
+    except Exception as exc:  # reported, not raised: the empty day may be refused
+        lines = str(exc).strip().splitlines()
+        result = {"error": f"{type(exc).__name__}: {lines[0] if lines else ''}"}
+    else:
+        result = {"timings": summary["timings"], "stage": summary.get("stage") or {}}
+    result["wall"] = time.perf_counter() - started
+    result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    reply.send(result)
+
+
+def run_day(day: dt.date, env: dict[str, str]) -> dict:
+    """daily_pipeline(date=day) in a spawned process: its timings, stage summary, wall time
+    and peak RSS, or its error."""
+    context = multiprocessing.get_context("spawn")
+    receive, send = context.Pipe(duplex=False)
+    child = context.Process(target=_day_child, args=(day, env, send))
+    child.start()
+    send.close()
+    try:
+        result = receive.recv()
+    except EOFError:
+        result = None
+    child.join()
+    if result is None or child.exitcode != 0:
+        raise SystemExit(f"bench: the run of {day} died (exit code {child.exitcode})")
+    return result
+
+
+# report -------------------------------------------------------------------------------------
+def _load() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} (1/5/15 min)"
+
+
+HEADER = (
+    f"{'day':>4} {'date':<10} {'fetch+st':>9} {'transform':>9} {'validate':>9} {'load':>7} "
+    f"{'total':>7} {'RSS MB':>7} {'lake events':>12}"
+)
+
+
+def print_day(n: int, day: dt.date, result: dict, lake_events: int) -> None:
+    t = result["timings"]
+    print(
+        f"{n:>4} {day.isoformat():<10} {t.get('fetch+stage', 0.0):8.2f}s "
+        f"{t.get('transform', 0.0):8.2f}s {t.get('validate', 0.0):8.2f}s "
+        f"{t.get('load', 0.0):6.2f}s {t['total']:6.2f}s {result['maxrss_mb']:7.0f} "
+        f"{lake_events:>12,}",
+        flush=True,
+    )
+
+
+def print_ratio(what: str, unit: str, values: list[float]) -> None:
+    early = statistics.median(values[1:4])
+    late = statistics.median(values[-3:])
+    print(
+        f"  {what:<14} median days 2-4 {early:8.2f} {unit}   last 3 days {late:8.2f} {unit}   "
+        f"ratio last/early {late / early:5.3f}"
+    )
+
+
+def run(args: argparse.Namespace, workdir: Path) -> None:
+    print(f"machine: {os.cpu_count()} CPUs, load average {_load()} at start", flush=True)
+    data = generated_days(workdir, args)
+    days = [START + dt.timedelta(days=i) for i in range(args.days)]
+    empty_day = days[-1] + dt.timedelta(days=1)
+    files = sorted(data.glob("*.json"))
+    size = sum(p.stat().st_size for p in files)
+    print(
+        f"data: {len(files)} files, {size / 1e6:.0f} MB for source days {days[0]}..{days[-1]} "
+        f"({args.events_per_day:,} events/day, {args.orgs} orgs, {args.vehicles} vehicles, "
+        f"seed {args.seed}); objects named {empty_day}: "
+        f"{len(list(data.glob(f'{empty_day.isoformat()}*')))}",
+        flush=True,
+    )
+    totals: list[float] = []
+    rss: list[float] = []
+    with BenchDatabases(args.admin_url, workdir) as dbs, source_for(files, s3=False) as source:
+        shutil.rmtree(workdir / "lake", ignore_errors=True)
+        env = {
+            **source,
+            "VDP_LAKE_ROOT": str(workdir / "lake"),
+            "VDP_WAREHOUSE_URL": dbs.url("history"),
+            "PREFECT_HOME": str(workdir / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "GX_ANALYTICS_ENABLED": "false",
+        }
+        print("\nper day (seconds from the flow's summary timings; RSS = flow process peak):")
+        print(HEADER, flush=True)
+        lake_events = 0
+        for n, day in enumerate(days, start=1):
+            result = run_day(day, env)
+            if "error" in result:
+                raise SystemExit(
+                    f"bench: day {n} ({day}) failed after {result['wall']:.2f} s: {result['error']}"
+                )
+            lake_events += int(result["stage"].get("events", 0))
+            print_day(n, day, result, lake_events)
+            totals.append(result["timings"]["total"])
+            rss.append(result["maxrss_mb"])
+        empty = run_day(empty_day, env)
+    print(f"\nday after the last ({empty_day}, no objects):")
+    if "error" in empty:
+        print(
+            f"  failed after {empty['wall']:.2f} s (peak RSS {empty['maxrss_mb']:.0f} MB): "
+            f"{empty['error']}"
+        )
+    else:
+        print(
+            f"  total {empty['timings']['total']:.2f} s "
+            f"(flow call from outside {empty['wall']:.2f} s), "
+            f"peak RSS {empty['maxrss_mb']:.0f} MB, staged events "
+            f"{int(empty['stage'].get('events', 0)):,}"
+        )
+    if len(days) >= 4:
+        print("\nhistory growth (early = days 2-4, late = last 3 days):")
+        print_ratio("wall (total)", "s ", totals)
+        print_ratio("peak RSS", "MB", rss)
+    else:
+        print("\nhistory growth: needs --days 4 or more")
+    print(f"  goal: both ratios <= {GOAL}")
+    print(f"machine: {os.cpu_count()} CPUs, load average {_load()} at end")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--events-per-day", type=int, default=250_000)
+    parser.add_argument("--orgs", type=int, default=4)
+    parser.add_argument("--vehicles", type=int, default=25)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--admin-url",
+        default=ADMIN_URL,
+        help="a PostgreSQL the bench creates and drops its database in; "
+        "'embedded' starts a temporary pgserver instead",
+    )
+    parser.add_argument("--workdir", type=Path, help="kept when given (reuses generated data)")
+    args = parser.parse_args()
+    if args.days < 1:
+        parser.error("--days must be at least 1")
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-history-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        run(args, workdir.resolve())
+    finally:
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
