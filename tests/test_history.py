@@ -13,6 +13,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 from support_events import publish
+from test_transform import TABLE_KEYS as KEYS
 
 from flows.lake import Lake
 from flows.stage import stage_source_day
@@ -20,14 +21,6 @@ from flows.transform import TransformError, transform
 
 START = dt.date(2019, 6, 1)
 DAYS = [START + dt.timedelta(days=i) for i in range(5)]
-KEYS = {
-    "fact_operating_period": ["operating_period_id"],
-    "fact_vehicle_operating_period": ["operating_period_id", "vehicle_id"],
-    "fact_vehicle_event": ["event_id"],
-    "dim_vehicle": ["vehicle_id"],
-    "dim_organization": ["organization_id"],
-    "dim_date": ["date_key"],
-}
 
 
 @pytest.fixture(scope="module")
