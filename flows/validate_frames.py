@@ -8,6 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
+from flows.transform import CHANGES_DIR, PARTITION_KEYS
+
 EVENTS_SUITE = "events"
 _UTC = pl.Datetime("us", "UTC")
 EVENTS_SCHEMA = pl.Schema(
@@ -54,6 +56,10 @@ def read_events(events_paths: list[Path]) -> pl.DataFrame:
 
 
 def read_curated(curated_dir: Path, table: str) -> pl.DataFrame:
+    """A curated table as the run wrote it; a partitioned one as the rows the run recomputed
+    (``_changes/``), which exist, possibly empty, even when no partition was touched."""
+    if table in PARTITION_KEYS and (Path(curated_dir) / CHANGES_DIR / table).is_dir():
+        table = f"{CHANGES_DIR}/{table}"
     files = (
         _parquet_files([Path(curated_dir) / table]) if (Path(curated_dir) / table).exists() else []
     )

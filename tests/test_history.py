@@ -149,3 +149,18 @@ def test_a_lake_without_state_is_rebuilt_once_then_runs_incrementally(
     got, want = curated(lake), curated(fresh)
     for table in KEYS:
         assert_frame_equal(got[table], want[table], check_exact=True)
+
+
+def test_a_day_without_data_gives_empty_frames_to_validate(tmp_path: Path, generated: Path):
+    from flows.validate_frames import build_frames
+
+    lake = Lake(tmp_path / "lake")
+    stage_days(lake, generated, DAYS[:2])
+    for day in DAYS[:2]:
+        publish(lake, [day])
+    empty = DAYS[-1]  # never staged: no objects
+    result = transform(lake, [empty], tmp_path / "out")
+    assert result.recomputed_period_ids == [] and result.event_dates == []
+    names = ["fact_operating_period", "fact_vehicle_operating_period"]
+    frames = build_frames(names, [], result.out_dir, result.recomputed_period_ids)
+    assert [frames[n].height for n in names] == [0, 0]
