@@ -22,22 +22,24 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import multiprocessing
 import os
-import resource
 import shutil
 import statistics
 import sys
 import tempfile
-import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 
-from bench_pipeline import ADMIN_URL, BenchDatabases, source_for  # noqa: E402
+from bench_pipeline import (  # noqa: E402
+    ADMIN_URL,
+    BenchDatabases,
+    generate_once,
+    run_pipeline,
+    source_for,
+)
 
 START = dt.date(2019, 6, 1)
 STAGES = ("fetch+stage", "transform", "validate", "load", "total")
@@ -45,11 +47,13 @@ GOAL = 1.15
 
 
 # data ---------------------------------------------------------------------------------------
-def _generate(out: Path, args: argparse.Namespace) -> None:
-    from flows.generate import generate
-
-    generate(
-        out,
+def generated_days(workdir: Path, args: argparse.Namespace) -> Path:
+    """The generated data/ directory (generated once per workdir and arguments)."""
+    name = (
+        f"generated-{args.days}d-{args.events_per_day}-o{args.orgs}-v{args.vehicles}-s{args.seed}"
+    )
+    out = generate_once(
+        workdir / name,
         start=START,
         days=args.days,
         orgs=args.orgs,
@@ -57,66 +61,7 @@ def _generate(out: Path, args: argparse.Namespace) -> None:
         seed=args.seed,
         events_per_day=args.events_per_day,
     )
-
-
-def generated_days(workdir: Path, args: argparse.Namespace) -> Path:
-    """The generated data/ directory; generated in a child process unless workdir already
-    holds it for the same arguments."""
-    out = workdir / (
-        f"generated-{args.days}d-{args.events_per_day}-o{args.orgs}-v{args.vehicles}-s{args.seed}"
-    )
-    if not (out / "expected.json").exists():
-        shutil.rmtree(out, ignore_errors=True)
-        started = time.perf_counter()
-        child = multiprocessing.get_context("fork").Process(target=_generate, args=(out, args))
-        child.start()
-        child.join()
-        if child.exitcode != 0:
-            raise SystemExit(f"bench: generating the data failed (exit code {child.exitcode})")
-        print(f"generated in {time.perf_counter() - started:.0f} s (not timed below)", flush=True)
     return out / "data"
-
-
-# one day in a fresh process -----------------------------------------------------------------
-def _day_child(day: dt.date, env: dict[str, str], reply: Connection) -> None:
-    """In a fresh process: start the temporary Prefect API, then time daily_pipeline; a
-    failure is sent back as its one-line error instead of a summary."""
-    os.environ.update(env)
-    os.dup2(2, 1)  # the flow's logs and DuckDB's progress bars go to stderr, figures to stdout
-    from prefect import flow
-
-    from flows.pipeline import daily_pipeline
-
-    flow(name="bench-warm-up")(lambda: None)()
-    started = time.perf_counter()
-    try:
-        summary = daily_pipeline(date=day)
-    except Exception as exc:  # reported, not raised: the empty day may be refused
-        lines = str(exc).strip().splitlines()
-        result = {"error": f"{type(exc).__name__}: {lines[0] if lines else ''}"}
-    else:
-        result = {"timings": summary["timings"], "stage": summary.get("stage") or {}}
-    result["wall"] = time.perf_counter() - started
-    result["maxrss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    reply.send(result)
-
-
-def run_day(day: dt.date, env: dict[str, str]) -> dict:
-    """daily_pipeline(date=day) in a spawned process: its timings, stage summary, wall time
-    and peak RSS, or its error."""
-    context = multiprocessing.get_context("spawn")
-    receive, send = context.Pipe(duplex=False)
-    child = context.Process(target=_day_child, args=(day, env, send))
-    child.start()
-    send.close()
-    try:
-        result = receive.recv()
-    except EOFError:
-        result = None
-    child.join()
-    if result is None or child.exitcode != 0:
-        raise SystemExit(f"bench: the run of {day} died (exit code {child.exitcode})")
-    return result
 
 
 # report -------------------------------------------------------------------------------------
@@ -136,7 +81,7 @@ def print_day(n: int, day: dt.date, result: dict, lake_events: int) -> None:
     print(
         f"{n:>4} {day.isoformat():<10} {t.get('fetch+stage', 0.0):8.2f}s "
         f"{t.get('transform', 0.0):8.2f}s {t.get('validate', 0.0):8.2f}s "
-        f"{t.get('load', 0.0):6.2f}s {t['total']:6.2f}s {result['maxrss_mb']:7.0f} "
+        f"{t.get('load', 0.0):6.2f}s {t['total']:6.2f}s {result['maxrss_self_mb']:7.0f} "
         f"{lake_events:>12,}",
         flush=True,
     )
@@ -181,7 +126,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
         print(HEADER, flush=True)
         lake_events = 0
         for n, day in enumerate(days, start=1):
-            result = run_day(day, env)
+            result = run_pipeline(day, env)
             if "error" in result:
                 raise SystemExit(
                     f"bench: day {n} ({day}) failed after {result['wall']:.2f} s: {result['error']}"
@@ -189,19 +134,19 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
             lake_events += int(result["stage"].get("events", 0))
             print_day(n, day, result, lake_events)
             totals.append(result["timings"]["total"])
-            rss.append(result["maxrss_mb"])
-        empty = run_day(empty_day, env)
+            rss.append(result["maxrss_self_mb"])
+        empty = run_pipeline(empty_day, env)
     print(f"\nday after the last ({empty_day}, no objects):")
     if "error" in empty:
         print(
-            f"  failed after {empty['wall']:.2f} s (peak RSS {empty['maxrss_mb']:.0f} MB): "
+            f"  failed after {empty['wall']:.2f} s (peak RSS {empty['maxrss_self_mb']:.0f} MB): "
             f"{empty['error']}"
         )
     else:
         print(
             f"  total {empty['timings']['total']:.2f} s "
             f"(flow call from outside {empty['wall']:.2f} s), "
-            f"peak RSS {empty['maxrss_mb']:.0f} MB, staged events "
+            f"peak RSS {empty['maxrss_self_mb']:.0f} MB, staged events "
             f"{int(empty['stage'].get('events', 0)):,}"
         )
     if len(days) >= 4:

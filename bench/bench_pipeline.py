@@ -60,23 +60,39 @@ FLAT_EVENTS = (
 )
 
 
-def _generate(out: Path, events: int) -> None:
+def _generate(out: Path, options: dict) -> None:
     from flows.generate import generate
 
-    generate(out, DAY, days=1, orgs=3, vehicles=400, seed=1, quirk_rate=0.01, events_per_day=events)
+    generate(out, **options)
 
 
-def generated_day(workdir: Path, events: int) -> list[Path]:
-    """The day's generated files; generated in a child process unless workdir already holds
-    them for the same event count (so repeated runs skip the ~1 min generation)."""
-    out = workdir / f"generated-{events}"
+def generate_once(out: Path, **options: object) -> Path:
+    """``flows.generate.generate(out, **options)`` in a child process, unless ``out`` already
+    holds a finished generation (so repeated runs skip the minutes it takes); returns out."""
     if not (out / "expected.json").exists():
         shutil.rmtree(out, ignore_errors=True)
-        child = multiprocessing.get_context("fork").Process(target=_generate, args=(out, events))
+        started = time.perf_counter()
+        child = multiprocessing.get_context("fork").Process(target=_generate, args=(out, options))
         child.start()
         child.join()
         if child.exitcode != 0:
-            raise SystemExit(f"generating {events} events failed (exit code {child.exitcode})")
+            raise SystemExit(f"bench: generating {out.name} failed (exit code {child.exitcode})")
+        print(f"generated in {time.perf_counter() - started:.0f} s (not timed below)", flush=True)
+    return out
+
+
+def generated_day(workdir: Path, events: int) -> list[Path]:
+    """The day's generated files (generated once per workdir and event count)."""
+    out = generate_once(
+        workdir / f"generated-{events}",
+        start=DAY,
+        days=1,
+        orgs=3,
+        vehicles=400,
+        seed=1,
+        quirk_rate=0.01,
+        events_per_day=events,
+    )
     return sorted((out / "data").glob(f"{DAY.isoformat()}*"))
 
 
@@ -153,7 +169,8 @@ def source_for(files: list[Path], s3: bool) -> Iterator[dict[str, str]]:
 
 # the three contenders -----------------------------------------------------------------------
 def _pipeline_child(day: dt.date, env: dict[str, str], reply: Connection) -> None:
-    """In a fresh process: start the temporary Prefect API, then time daily_pipeline."""
+    """In a fresh process: start the temporary Prefect API, then time daily_pipeline. A failed
+    flow comes back as its one-line error (``error``) instead of its summary."""
     os.environ.update(env)
     os.dup2(2, 1)  # the flow's logs and DuckDB's progress bars go to stderr, figures to stdout
     from prefect import flow
@@ -162,22 +179,26 @@ def _pipeline_child(day: dt.date, env: dict[str, str], reply: Connection) -> Non
 
     flow(name="bench-warm-up")(lambda: None)()
     started = time.perf_counter()
-    summary = daily_pipeline(date=day)
-    wall = time.perf_counter() - started
-    reply.send(
-        {
+    try:
+        summary = daily_pipeline(date=day)
+    except Exception as exc:
+        lines = str(exc).strip().splitlines()
+        result = {"error": f"{type(exc).__name__}: {lines[0] if lines else ''}"}
+    else:
+        result = {
             "timings": summary["timings"],
             "stage": summary["stage"],
             "loaded_rows": summary["loaded"]["rows"],
-            "wall": wall,
-            "maxrss_self_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "maxrss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
         }
-    )
+    result["wall"] = time.perf_counter() - started
+    result["maxrss_self_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["maxrss_children_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    reply.send(result)
 
 
 def run_pipeline(day: dt.date, env: dict[str, str]) -> dict:
-    """daily_pipeline in a spawned process; its summary timings, wall time and peak RSS."""
+    """daily_pipeline in a spawned process: its summary timings, wall time and peak RSS, or
+    ``error`` when the flow failed. A child that dies without answering ends the bench."""
     context = multiprocessing.get_context("spawn")
     receive, send = context.Pipe(duplex=False)
     child = context.Process(target=_pipeline_child, args=(day, env, send))
@@ -189,7 +210,7 @@ def run_pipeline(day: dt.date, env: dict[str, str]) -> dict:
         result = None
     child.join()
     if result is None or child.exitcode != 0:
-        raise SystemExit(f"bench: the pipeline run failed (exit code {child.exitcode})")
+        raise SystemExit(f"bench: the pipeline run of {day} died (exit code {child.exitcode})")
     return result
 
 
@@ -325,6 +346,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
                 "GX_ANALYTICS_ENABLED": "false",
             }
             result = run_pipeline(DAY, env)
+        if "error" in result:
+            raise SystemExit(f"bench: the pipeline run failed: {result['error']}")
         print_pipeline(result, lines)
         floor = floor_copy(files, workdir / "floor", dbs.url("floor"))
         print(
