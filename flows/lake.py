@@ -83,12 +83,6 @@ class Lake:
         """A date partition of a curated table, e.g. ``event_date=2019-06-01``."""
         return self.curated_table(table) / f"{key}={value.isoformat()}"
 
-    def curated_partitions(self, table: str, key: str) -> dict[dt.date, Path]:
-        """Every published date partition of a curated table, by date."""
-        prefix = f"{key}="
-        found = self.curated_table(table).glob(f"{prefix}*")
-        return {dt.date.fromisoformat(p.name.removeprefix(prefix)): p for p in found}
-
     @property
     def state_dir(self) -> Path:
         """Incremental state the transform keeps beside the curated tables (not for analysts):
@@ -110,11 +104,17 @@ class Lake:
         pattern = f"location_date=*/event_date={event_date.isoformat()}"
         return sorted(self.state_table("location_points").glob(pattern))
 
-    def points_partitions_at(self, location_date: dt.date) -> list[Path]:
-        """Every location-points partition of points located on one date."""
-        return sorted(
-            self.state_table("location_points").glob(f"location_date={location_date.isoformat()}/*")
-        )
+    def points_partitions_at(self, location_date: dt.date) -> dict[dt.date, Path]:
+        """Every location-points partition of points located on one date, by event date."""
+        root = self.state_table("location_points") / f"location_date={location_date.isoformat()}"
+        return {self.points_partition_dates(p)[1]: p for p in sorted(root.glob("event_date=*"))}
+
+    @staticmethod
+    def points_partition_dates(partition: Path) -> tuple[dt.date, dt.date]:
+        """(location date, event date) of a partition ``location_date=L/event_date=E``."""
+        located = partition.parent.name.removeprefix("location_date=")
+        dated = partition.name.removeprefix("event_date=")
+        return dt.date.fromisoformat(located), dt.date.fromisoformat(dated)
 
     def staged_files(self) -> dict[dt.date, list[Path]]:
         """Every staged events file, by the source day that produced it (a listing only)."""

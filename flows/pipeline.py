@@ -115,23 +115,17 @@ def publish_days(
             )
             timings["transform"] = time.perf_counter() - started
             started = time.perf_counter()
-            events_paths = [
-                p
-                for d in result.source_days
-                for part in lake.events_partitions_of(d)
-                for p in sorted(part.glob("*.parquet"))
-            ]
             validation = validate_data(
                 lake,
                 run_id=run_id,
-                events_paths=events_paths,
+                events_paths=result.events_files,
                 curated_dir=result.out_dir,
                 fetched_objects=fetched_objects,
                 period_ids=result.recomputed_period_ids,
             )
             timings["validate"] = time.perf_counter() - started
             load_dir = _link_copy(result.out_dir, scratch / "load")
-            swap = Swap(lake, run_id, result.swap_moves(lake))
+            swap = Swap(lake, run_id, result.swap_moves())
             swap.publish()
             started = time.perf_counter()
             try:

@@ -11,38 +11,15 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
 
 from flows.lake import Lake
 
-Fingerprint = frozenset[tuple[str, dt.date, int, int, int]]
 VERSION_FILE = "version.json"
 STATE_VERSION = 1  # bump when the state's shape changes: the next run rebuilds it
-
-
-@dataclass(frozen=True)
-class Scope:
-    """The source days a run publishes and the event dates it recomputes."""
-
-    source_days: list[dt.date]
-    event_dates: list[dt.date]
-    staged: dict[dt.date, list[Path]] = field(default_factory=dict)
-    rebuild: bool = False  # no incremental state yet: build it from the whole events zone
-
-    def run_files(self) -> list[Path]:
-        return [f for d in self.source_days for f in self.staged.get(d, [])]
-
-    def record_rows(self, lake: Lake, previous: pl.DataFrame) -> pl.DataFrame:
-        """The new record: the previous rows of other days plus the run's days as staged now."""
-        kept = previous.filter(~pl.col("source_day").is_in(self.source_days))
-        rows = [_record_row(lake, d, f) for d in self.source_days for f in self.staged.get(d, [])]
-        current = pl.DataFrame(rows, schema=RECORD_SCHEMA, orient="row")
-        return pl.concat([kept, current]).sort("source_day", "event_date", "file")
-
-
 RECORD_SCHEMA = {
     "source_day": pl.Date,
     "event_date": pl.Date,
@@ -51,12 +28,29 @@ RECORD_SCHEMA = {
     "mtime_ns": pl.Int64,
     "inode": pl.Int64,
 }
+_FINGERPRINT = ("file", "event_date", "size", "mtime_ns", "inode")
 
 
-def _record_row(lake: Lake, day: dt.date, path: Path) -> tuple:
-    info = path.stat()
-    rel = str(path.relative_to(lake.events_dir))
-    return (day, lake.event_date_of(path.parent), rel, info.st_size, info.st_mtime_ns, info.st_ino)
+@dataclass(frozen=True)
+class Scope:
+    """The source days a run publishes and the event dates it recomputes."""
+
+    source_days: list[dt.date]
+    event_dates: list[dt.date]
+    staged: pl.DataFrame  # every staged file now, in the record's schema
+    previous: pl.DataFrame  # the record of the last publish (empty for a rebuild)
+    rebuild: bool = False  # no incremental state yet: build it from the whole events zone
+
+    def run_files(self, lake: Lake) -> list[Path]:
+        """The staged files of the run's source days."""
+        mine = self.staged.filter(pl.col("source_day").is_in(self.source_days))
+        return [lake.events_dir / name for name in mine["file"]]
+
+    def record(self) -> pl.DataFrame:
+        """The new record: the previous rows of other days plus the run's days as staged now."""
+        kept = self.previous.filter(~pl.col("source_day").is_in(self.source_days))
+        current = self.staged.filter(pl.col("source_day").is_in(self.source_days))
+        return pl.concat([kept, current]).sort("source_day", "event_date", "file")
 
 
 def record_path(lake: Lake) -> Path:
@@ -71,44 +65,41 @@ def has_state(lake: Lake) -> bool:
     return json.loads(version.read_text()).get("version") == STATE_VERSION
 
 
-def read_record(lake: Lake) -> pl.DataFrame:
-    if not has_state(lake):
-        return pl.DataFrame(schema=RECORD_SCHEMA)
-    return pl.read_parquet(record_path(lake)).cast(RECORD_SCHEMA)
+def _staged(lake: Lake) -> pl.DataFrame:
+    """Every staged events file with what identifies its content (a listing and a stat)."""
+    rows = []
+    for day, files in lake.staged_files().items():
+        for path in files:
+            info = path.stat()
+            name = str(path.relative_to(lake.events_dir))
+            event_date = lake.event_date_of(path.parent)
+            rows.append((day, event_date, name, info.st_size, info.st_mtime_ns, info.st_ino))
+    return pl.DataFrame(rows, schema=RECORD_SCHEMA, orient="row")
 
 
-def _fingerprints(record: pl.DataFrame) -> dict[dt.date, Fingerprint]:
+def _fingerprints(record: pl.DataFrame) -> dict[dt.date, frozenset]:
     found: dict[dt.date, set] = {}
     for row in record.iter_rows(named=True):
-        key = (row["file"], row["event_date"], row["size"], row["mtime_ns"], row["inode"])
-        found.setdefault(row["source_day"], set()).add(key)
+        found.setdefault(row["source_day"], set()).add(tuple(row[c] for c in _FINGERPRINT))
     return {d: frozenset(v) for d, v in found.items()}
 
 
-def _staged_fingerprints(lake: Lake, staged: dict[dt.date, list[Path]]) -> dict:
-    return {
-        day: frozenset(
-            (row[2], row[1], row[3], row[4], row[5])
-            for row in (_record_row(lake, day, f) for f in files)
-        )
-        for day, files in staged.items()
-    }
+def _dates(record: pl.DataFrame, days: list[dt.date]) -> set[dt.date]:
+    return set(record.filter(pl.col("source_day").is_in(days))["event_date"].to_list())
 
 
 def plan(lake: Lake, days: Iterable[dt.date], defer: Iterable[dt.date] = ()) -> Scope:
     """The scope of a run for ``days``: those days plus the pending ones (except ``defer``,
     days a caller publishes itself later), and every event date their rows had or have."""
-    staged = lake.staged_files()
+    staged = _staged(lake)
     requested = set(days)
     if not has_state(lake):
-        source_days = sorted(requested | set(staged))
-        dates = {lake.event_date_of(f.parent) for files in staged.values() for f in files}
-        return Scope(source_days, sorted(dates), staged, rebuild=True)
-    record = read_record(lake)
-    recorded = _fingerprints(record)
-    now = _staged_fingerprints(lake, staged)
+        source_days = sorted(requested | set(staged["source_day"].to_list()))
+        previous = pl.DataFrame(schema=RECORD_SCHEMA)
+        return Scope(source_days, sorted(_dates(staged, source_days)), staged, previous, True)
+    previous = pl.read_parquet(record_path(lake)).cast(RECORD_SCHEMA)
+    recorded, now = _fingerprints(previous), _fingerprints(staged)
     pending = {d for d in set(recorded) | set(now) if recorded.get(d) != now.get(d)}
     source_days = sorted(requested | (pending - set(defer)))
-    dates = {lake.event_date_of(f.parent) for d in source_days for f in staged.get(d, [])}
-    earlier = record.filter(pl.col("source_day").is_in(source_days))["event_date"].to_list()
-    return Scope(source_days, sorted(dates | set(earlier)), staged)
+    dates = _dates(staged, source_days) | _dates(previous, source_days)
+    return Scope(source_days, sorted(dates), staged, previous)

@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 from prefect import task
 
+from flows import duck
 from flows.lake import Lake, Swap, recover
 from flows.logs import run_logger
 
@@ -200,14 +201,7 @@ def classify_lines(
     """A fresh DuckDB connection holding table ``parsed`` in input order: one row per line,
     its typed fields or first rejection reason, and whether it repeats an earlier event.
     With a memory limit and a temp directory (on the lake's disk) a large day spills there."""
-    con = duckdb.connect()
-    con.execute("set TimeZone = 'UTC'")
-    con.execute("set enable_progress_bar = false")  # bars go to stdout on ~1M rows
-    if memory_limit:
-        con.execute(f"set memory_limit = '{memory_limit}'")
-    if temp_dir is not None:
-        temp_dir.mkdir(parents=True, exist_ok=True)
-        con.execute(f"set temp_directory = '{temp_dir}'")
+    con = duck.connect(memory_limit, temp_dir)
     con.execute(_sql("stage_macros"))
     con.register("lines", lines)
     con.execute(f"create table parsed as {_sql('stage_parse_lines')}")

@@ -21,9 +21,10 @@ from pathlib import Path
 import duckdb
 from prefect import task
 
+from flows import duck
 from flows.lake import Lake
 from flows.logs import run_logger
-from flows.scope import STATE_VERSION, VERSION_FILE, Scope, plan, read_record
+from flows.scope import STATE_VERSION, VERSION_FILE, Scope, plan
 
 SQL_DIR = Path(__file__).parent / "sql"
 
@@ -171,11 +172,12 @@ class TransformResult:
     event_dates: list[dt.date] = field(default_factory=list)
     rows: dict[str, int] = field(default_factory=dict)
     source_days: list[dt.date] = field(default_factory=list)
+    events_files: list[Path] = field(default_factory=list)  # staged files of source_days
     removed_period_ids: list[str] = field(default_factory=list)
     moves: dict[str, str | None] = field(default_factory=dict)
     rebuilt: bool = False
 
-    def swap_moves(self, lake: Lake) -> dict[Path, Path | None]:
+    def swap_moves(self) -> dict[Path, Path | None]:
         """Lake path -> its new content in out_dir (None: remove), for ``lake.Swap``."""
         return {Path(f): Path(n) if n else None for f, n in self.moves.items()}
 
@@ -186,6 +188,7 @@ class TransformResult:
             "event_dates": [d.isoformat() for d in self.event_dates],
             "rows": dict(self.rows),
             "source_days": [d.isoformat() for d in self.source_days],
+            "events_files": [str(p) for p in self.events_files],
             "removed_period_ids": list(self.removed_period_ids),
             "moves": dict(self.moves),
             "rebuilt": self.rebuilt,
@@ -199,6 +202,7 @@ class TransformResult:
             event_dates=[dt.date.fromisoformat(d) for d in data["event_dates"]],
             rows=dict(data["rows"]),
             source_days=[dt.date.fromisoformat(d) for d in data.get("source_days", [])],
+            events_files=[Path(p) for p in data.get("events_files", [])],
             removed_period_ids=list(data.get("removed_period_ids", [])),
             moves=dict(data.get("moves", {})),
             rebuilt=bool(data.get("rebuilt", False)),
@@ -233,18 +237,12 @@ def parquet_select(files: list[str], schema: dict[str, str]) -> str:
 def connect(
     memory_limit: str | None = None, temp_dir: Path | None = None
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with UTC session time (dates of timestamps are UTC dates). With a
-    memory limit and a temp directory, a day larger than memory spills there instead of
-    failing (the temp directory must be on the lake's disk, never the worker's cwd)."""
-    con = duckdb.connect()
-    con.sql("set TimeZone = 'UTC'")
-    con.sql("set enable_progress_bar = false")  # bars go to stdout on ~1M rows
-    if memory_limit:
-        con.sql(f"set memory_limit = {sql_literal(memory_limit)}")
+    """A ``duck.connect`` connection with the transform's macros; with a temp directory the
+    row order of results is not kept (the models order what needs it), so large sorts and
+    joins can spill."""
+    con = duck.connect(memory_limit, temp_dir)
     if temp_dir is not None:
-        temp_dir.mkdir(parents=True, exist_ok=True)
-        con.sql(f"set temp_directory = {sql_literal(str(temp_dir))}")
-        con.sql("set preserve_insertion_order = false")  # lets large sorts and joins spill
+        con.sql("set preserve_insertion_order = false")
     con.sql(read_sql("macros"))
     return con
 
@@ -269,7 +267,7 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, scope: Scope) -
     _dates_table(con, "touched_dates", scope.event_dates)
     touched = [p for d in scope.event_dates for p in lake.events_partitions_on(d)]
     _view(con, "staged_events", _parquet_files(touched), EVENTS_SCHEMA)
-    _view(con, "run_events", scope.run_files(), EVENTS_SCHEMA)
+    _view(con, "run_events", scope.run_files(lake), EVENTS_SCHEMA)
     con.sql(f"create table events as {read_sql('events_distinct')}")
     for name in ("period_events", "entity_dates"):
         files = [] if scope.rebuild else _parquet_files([lake.state_table(name)])
@@ -294,10 +292,10 @@ def _select_periods(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[str]:
     con.sql(f"create table all_period_events as {read_sql('int_period_events')}")
     con.sql(f"create table fact_operating_period as {read_sql('fct_operating_period')}")
     con.sql(f"create table touched_points as {read_sql('int_touched_points')}")
-    con.sql(f"create table changed_point_times as {read_sql('int_changed_point_times')}")
     if scope.rebuild:
         recomputed = "select operating_period_id from fact_operating_period"
     else:
+        con.sql(f"create table changed_point_times as {read_sql('int_changed_point_times')}")
         recomputed = read_sql("int_recomputed_periods")
     con.sql(f"create table recomputed_periods as {recomputed}")
     return _ids(con, "select operating_period_id from recomputed_periods order by 1")
@@ -305,21 +303,21 @@ def _select_periods(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[str]:
 
 def _register_points(con: duckdb.DuckDBPyConnection, lake: Lake, scope: Scope) -> None:
     """Candidate points of the recomputed windows: the touched dates' points as they are now,
-    plus the published points of the other event dates located on the windows' dates."""
-    window_dates = _ids(
-        con,
-        """select distinct unnest(generate_series(
-               p.start_at::date, p.finish_at::date, interval 1 day))::date
-           from fact_operating_period as p
-           semi join recomputed_periods as r using (operating_period_id)""",
-    )
-    touched = set(scope.event_dates)
-    dirs = [
-        p
-        for d in ([] if scope.rebuild else window_dates)
-        for p in lake.points_partitions_at(d)
-        if dt.date.fromisoformat(p.name.removeprefix("event_date=")) not in touched
-    ]
+    plus the published points of the other event dates located on the windows' dates (none
+    in a rebuild, where the touched dates are all dates)."""
+    dirs = []
+    if not scope.rebuild:
+        window_dates = _ids(
+            con,
+            """select distinct unnest(generate_series(
+                   p.start_at::date, p.finish_at::date, interval 1 day))::date
+               from fact_operating_period as p
+               semi join recomputed_periods as r using (operating_period_id)""",
+        )
+        touched = set(scope.event_dates)
+        for day in window_dates:
+            located = lake.points_partitions_at(day)
+            dirs += [path for dated, path in located.items() if dated not in touched]
     _view(con, "published_points", _parquet_files(dirs), STATE_SCHEMAS["location_points"])
     columns = ", ".join(f'"{c}"' for c in STATE_SCHEMAS["location_points"])
     con.sql(
@@ -333,7 +331,8 @@ def _register_vehicle_partitions(
     con: duckdb.DuckDBPyConnection, lake: Lake, scope: Scope
 ) -> list[dt.date]:
     """The period-date partitions of fact_vehicle_operating_period this run rewrites: the new
-    and old start dates of recomputed periods and the start dates of periods that are gone."""
+    and old start dates of recomputed periods and the start dates of periods that are gone (a
+    rebuild replaces the table whole and reads none of them)."""
     dates = _ids(
         con,
         """select start_at::date from fact_operating_period
@@ -349,7 +348,7 @@ def _register_vehicle_partitions(
         [] if scope.rebuild else [lake.curated_partition(table, "period_date", d) for d in dates]
     )
     _view(con, "published_vehicle_operating_period", _parquet_files(parts), CURATED_SCHEMAS[table])
-    return sorted(lake.curated_partitions(table, "period_date")) if scope.rebuild else dates
+    return dates
 
 
 def _write(con: duckdb.DuckDBPyConnection, select: str, path: Path) -> int:
@@ -423,15 +422,10 @@ def _write_state(con: duckdb.DuckDBPyConnection, lake: Lake, out_dir: Path, scop
     _write_partitioned(
         con, points, state / "location_points", ["location_date", "event_date"], False
     )
-    record = scope.record_rows(lake, read_record(lake))
     (state / "source_days").mkdir(parents=True, exist_ok=True)
-    record.write_parquet(state / "source_days" / "part-0.parquet", compression="zstd")
+    scope.record().write_parquet(state / "source_days" / "part-0.parquet", compression="zstd")
     version = {"version": STATE_VERSION}
     (state / "source_days" / VERSION_FILE).write_text(json.dumps(version) + "\n")
-
-
-def _point_dirs(root: Path) -> dict[tuple[str, str], Path]:
-    return {(p.parent.name, p.name): p for p in root.glob("location_date=*/event_date=*")}
 
 
 def _moves(
@@ -459,8 +453,8 @@ def _moves(
         for day in scope.event_dates:
             for old in lake.points_partitions_of(day):
                 moves[old] = None
-        for (located, dated), new in _point_dirs(state / "location_points").items():
-            moves[points / located / dated] = new
+        for new in (state / "location_points").glob("location_date=*/event_date=*"):
+            moves[lake.points_partition(*Lake.points_partition_dates(new))] = new
     return {str(f): str(n) if n else None for f, n in moves.items()}
 
 
@@ -486,6 +480,7 @@ def _build(
         event_dates=scope.event_dates,
         rows=rows,
         source_days=scope.source_days,
+        events_files=scope.run_files(lake),
         removed_period_ids=removed,
         moves=_moves(lake, out_dir, scope, vehicle_dates),
         rebuilt=scope.rebuild,

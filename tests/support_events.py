@@ -142,7 +142,7 @@ def publish(lake: Lake, days: list[dt.date]) -> TransformResult:
     """Transform source days into scratch and swap the result into the lake, as the flow does."""
     with lake.scratch("transform") as out:
         result = transform(lake, days, out)
-        swap = Swap(lake, uuid.uuid4().hex, result.swap_moves(lake))
+        swap = Swap(lake, uuid.uuid4().hex, result.swap_moves())
         swap.publish()
         swap.commit()
     return result

@@ -33,16 +33,5 @@ final as (
     select * from touched
 )
 
-select
-    event_date,
-    "on",
-    entity_id,
-    organization_id,
-    first_at,
-    last_at,
-    registered_at,
-    deregistered_at,
-    events,
-    last_event_id
-from final
+select * from final
 order by event_date, "on", entity_id, organization_id

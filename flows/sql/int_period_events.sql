@@ -28,14 +28,5 @@ final as (
     select * from touched
 )
 
-select
-    operating_period_id,
-    event,
-    "at",
-    organization_id,
-    period_start,
-    period_finish,
-    event_id,
-    event_date
-from final
+select * from final
 order by event_date, operating_period_id, "at", event_id
