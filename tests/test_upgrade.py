@@ -77,12 +77,19 @@ def run_previous(code: Path, lake: Lake, url: str, days: list[dt.date]) -> None:
 
 
 def publish_now(lake: Lake, url: str, days: list[dt.date]) -> dict:
+    """publish_days inside a flow run, as the daily flow calls it (its tasks log to the run)."""
+    from prefect import flow
+
     from flows.pipeline import publish_days
     from flows.settings import get_settings
 
     env = {"VDP_LAKE_ROOT": str(lake.root), "VDP_WAREHOUSE_URL": url}
+    run_id = f"test-{uuid.uuid4().hex[:8]}"
     with settings_env(env):
-        return publish_days(get_settings(), lake, days, f"test-{uuid.uuid4().hex[:8]}", 1)
+        publish = flow(name="upgrade-test-publish")(
+            lambda: publish_days(get_settings(), lake, days, run_id, 1)
+        )
+        return publish()
 
 
 def test_a_lake_and_warehouse_of_the_previous_version_upgrade_without_a_manual_step(
