@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import shutil
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -34,9 +32,11 @@ sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 
 from bench_pipeline import (  # noqa: E402
-    ADMIN_URL,
     BenchDatabases,
+    add_shared_arguments,
+    fresh_lake_env,
     generate_once,
+    run_in_workdir,
     run_pipeline,
     source_for,
 )
@@ -113,15 +113,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     totals: list[float] = []
     rss: list[float] = []
     with BenchDatabases(args.admin_url, workdir) as dbs, source_for(files, s3=False) as source:
-        shutil.rmtree(workdir / "lake", ignore_errors=True)
-        env = {
-            **source,
-            "VDP_LAKE_ROOT": str(workdir / "lake"),
-            "VDP_WAREHOUSE_URL": dbs.url("history"),
-            "PREFECT_HOME": str(workdir / "prefect"),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "GX_ANALYTICS_ENABLED": "false",
-        }
+        env = fresh_lake_env(source, workdir, dbs.url("history"))
         print("\nper day (seconds from the flow's summary timings; RSS = flow process peak):")
         print(HEADER, flush=True)
         lake_events = 0
@@ -166,23 +158,11 @@ def main() -> None:
     parser.add_argument("--orgs", type=int, default=4)
     parser.add_argument("--vehicles", type=int, default=25)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument(
-        "--admin-url",
-        default=ADMIN_URL,
-        help="a PostgreSQL the bench creates and drops its database in; "
-        "'embedded' starts a temporary pgserver instead",
-    )
-    parser.add_argument("--workdir", type=Path, help="kept when given (reuses generated data)")
+    add_shared_arguments(parser)
     args = parser.parse_args()
     if args.days < 1:
         parser.error("--days must be at least 1")
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-history-"))
-    workdir.mkdir(parents=True, exist_ok=True)
-    try:
-        run(args, workdir.resolve())
-    finally:
-        if args.workdir is None:
-            shutil.rmtree(workdir, ignore_errors=True)
+    run_in_workdir(run, args, "bench-history-")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -196,6 +196,19 @@ def _pipeline_child(day: dt.date, env: dict[str, str], reply: Connection) -> Non
     reply.send(result)
 
 
+def fresh_lake_env(source: dict[str, str], workdir: Path, warehouse_url: str) -> dict[str, str]:
+    """The environment of a pipeline run on a new, empty lake under workdir (removed first)."""
+    shutil.rmtree(workdir / "lake", ignore_errors=True)
+    return {
+        **source,
+        "VDP_LAKE_ROOT": str(workdir / "lake"),
+        "VDP_WAREHOUSE_URL": warehouse_url,
+        "PREFECT_HOME": str(workdir / "prefect"),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "GX_ANALYTICS_ENABLED": "false",
+    }
+
+
 def run_pipeline(day: dt.date, env: dict[str, str]) -> dict:
     """daily_pipeline in a spawned process: its summary timings, wall time and peak RSS, or
     ``error`` when the flow failed. A child that dies without answering ends the bench."""
@@ -336,15 +349,7 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f} at start")
     with BenchDatabases(args.admin_url, workdir) as dbs:
         with source_for(files, s3=args.source == "s3") as source:
-            shutil.rmtree(workdir / "lake", ignore_errors=True)
-            env = {
-                **source,
-                "VDP_LAKE_ROOT": str(workdir / "lake"),
-                "VDP_WAREHOUSE_URL": dbs.url("pipeline"),
-                "PREFECT_HOME": str(workdir / "prefect"),
-                "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                "GX_ANALYTICS_ENABLED": "false",
-            }
+            env = fresh_lake_env(source, workdir, dbs.url("pipeline"))
             result = run_pipeline(DAY, env)
         if "error" in result:
             raise SystemExit(f"bench: the pipeline run failed: {result['error']}")
@@ -368,11 +373,8 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     print(f"load average at end {os.getloadavg()[0]:.2f}")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--naive-lines", type=int, default=50_000)
-    parser.add_argument("--source", choices=("local", "s3"), default="local")
+def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """--admin-url and --workdir, as every whole-pipeline bench takes them."""
     parser.add_argument(
         "--admin-url",
         default=ADMIN_URL,
@@ -380,14 +382,27 @@ def main() -> None:
         "'embedded' starts a temporary pgserver instead",
     )
     parser.add_argument("--workdir", type=Path, help="kept when given (reuses generated data)")
-    args = parser.parse_args()
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
+
+
+def run_in_workdir(run: Callable, args: argparse.Namespace, prefix: str) -> None:
+    """``run(args, workdir)`` in --workdir, or in a temporary directory removed afterwards."""
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix=prefix))
     workdir.mkdir(parents=True, exist_ok=True)
     try:
         run(args, workdir.resolve())
     finally:
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--naive-lines", type=int, default=50_000)
+    parser.add_argument("--source", choices=("local", "s3"), default="local")
+    add_shared_arguments(parser)
+    args = parser.parse_args()
+    run_in_workdir(run, args, "bench-pipeline-")
 
 
 if __name__ == "__main__":
