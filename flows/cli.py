@@ -49,8 +49,10 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     if args.date and (args.start or args.end):
         raise UsageError("give either --date or --start/--end, not both")
+    if args.lookback_days is not None and not args.date:
+        raise UsageError("--lookback-days applies to a daily run (--date D)")
     if args.date:
-        print_run_summary(daily_pipeline(date=args.date))
+        print_run_summary(daily_pipeline(date=args.date, lookback_days=args.lookback_days))
         return
     if not (args.start and args.end):
         raise UsageError("give --date D, or --start D1 --end D2")
@@ -62,6 +64,25 @@ def cmd_run(args: argparse.Namespace) -> None:
     result = flow(start=args.start, end=args.end)
     for day in result["results"]:
         print_run_summary(day)
+
+
+def cmd_reprocess(args: argparse.Namespace) -> None:
+    from flows.pipeline import reprocess
+    from flows.report import print_run_summary
+
+    result = reprocess(start=args.start, end=args.end)
+    for day in result["results"]:
+        print_run_summary(day)
+
+
+def _days(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"not a number of days (0 or more): {text!r}")
+    return value
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
@@ -192,8 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date)
     p.add_argument("--start", type=_date)
     p.add_argument("--end", type=_date)
+    p.add_argument(
+        "--lookback-days",
+        type=_days,
+        help="earlier source days to re-list for late objects (default VDP_LOOKBACK_DAYS, 3)",
+    )
     p.add_argument("--dask", action="store_true", help="backfill on a local Dask cluster")
     p.add_argument("--dask-address", help="backfill on an existing Dask cluster (tcp://host:8786)")
+    p = add(
+        "reprocess",
+        cmd_reprocess,
+        "re-stage and re-publish source days from the raw zone alone, without the source",
+    )
+    p.add_argument("--start", type=_date, required=True)
+    p.add_argument("--end", type=_date, required=True)
     p = add("generate", cmd_generate, "write realistic synthetic door2door events")
     p.add_argument("--out", required=True, help="directory or s3://bucket/prefix/")
     p.add_argument("--start", type=_date, required=True)

@@ -140,21 +140,29 @@ def _download_all(
 
 
 def fetch_day(
-    settings: Settings, lake: Lake, day: dt.date, *, progress: Progress | None = None
+    settings: Settings,
+    lake: Lake,
+    day: dt.date,
+    *,
+    progress: Progress | None = None,
+    write_unchanged: bool = True,
 ) -> FetchSummary:
     """Fetch the day's new or changed objects into ``raw/source_day=D/`` and update its manifest.
 
     The source is listed before anything is written, so a bad source leaves the lake untouched.
+    With ``write_unchanged=False`` (a lookback day) a listing with nothing new writes nothing.
     """
     report = progress or run_logger(__name__).info
     source = open_source(settings)
     listed = source.list_day(day)
     report(f"listed {len(listed)} objects for {day} in {source.describe()}")
+    manifest = read_manifest(lake, day)
+    todo = [obj for obj in listed if needs_fetch(obj, manifest, lake.raw_day(day))]
+    summary = FetchSummary(day, listed=len(listed), skipped=len(listed) - len(todo))
+    if not todo and not write_unchanged:
+        return summary
     lake.ensure_writable()
     raw_dir = _prepare_raw_dir(lake, day)
-    manifest = read_manifest(lake, day)
-    todo = [obj for obj in listed if needs_fetch(obj, manifest, raw_dir)]
-    summary = FetchSummary(day, listed=len(listed), skipped=len(listed) - len(todo))
     done, failures = _download_all(source, todo, raw_dir, settings.fetch_concurrency, report)
     if done or not lake.manifest_path(day).exists():
         _save_manifest(lake.manifest_path(day), {**manifest, **done})

@@ -68,6 +68,19 @@ class Lake:
     def quarantine_day(self, day: dt.date) -> Path:
         return self.quarantine_dir / f"source_day={day.isoformat()}"
 
+    def raw_newer_than_staging(self, day: dt.date) -> bool:
+        """Whether the day has a raw file fetched after its last staging (or was never staged
+        at all): a run killed between fetch and stage leaves one. Staging always writes the
+        day's quarantine file after reading the raw files, so its time marks the staging."""
+        raw = [p for p in self.raw_day(day).glob("*") if p.is_file() and not p.name.startswith(".")]
+        if not raw:
+            return False
+        marks = list(self.quarantine_day(day).glob("*.parquet"))
+        if not marks:
+            return True
+        staged_at = min(p.stat().st_mtime_ns for p in marks)
+        return max(p.stat().st_mtime_ns for p in raw) > staged_at
+
     @property
     def quarantine_glob(self) -> str:
         return str(self.quarantine_dir / "source_day=*" / "*.parquet")

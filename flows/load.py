@@ -253,17 +253,20 @@ def load_run(
     partition_date: dt.date,
     period_ids: list[str],
     event_dates: list[dt.date],
+    source_days: list[dt.date] | None = None,
     flow_run_id: str | None = None,
 ) -> LoadSummary:
     """Load one run's curated tables in one transaction: upsert dimensions and periods, replace
     the vehicle rows of ``period_ids`` and the events of ``event_dates``. A run_id already in
-    load_audit is not loaded twice; any failure rolls everything back."""
+    load_audit is not loaded twice; any failure rolls everything back. load_audit records
+    ``source_days`` (default: the partition date) as the source days the load covered."""
     started = time.perf_counter()
     frames = {t: read_curated(Path(curated_dir), t, event_dates) for t in TABLES}
     audit = {
         "run_id": run_id,
         "flow_run_id": flow_run_id,
         "partition_date": partition_date,
+        "source_days": sorted(set(source_days or [partition_date])),
         "started_at": dt.datetime.now(dt.UTC),
     }
     scope = {"period_ids": sorted(set(period_ids)), "event_dates": sorted(set(event_dates))}
@@ -323,6 +326,7 @@ def load_warehouse(
     partition_date: dt.date,
     period_ids: list[str],
     event_dates: list[dt.date],
+    source_days: list[dt.date] | None = None,
     flow_run_id: str | None = None,
 ) -> dict[str, object]:
     """Migrate the warehouse if needed, then load one run (see ``load_run``)."""
@@ -338,6 +342,7 @@ def load_warehouse(
         partition_date=partition_date,
         period_ids=period_ids,
         event_dates=event_dates,
+        source_days=source_days,
         flow_run_id=flow_run_id or flow_run.get_id(),
     )
     logger = get_run_logger()

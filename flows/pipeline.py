@@ -19,10 +19,11 @@ from flows.extract import fetch_new_objects, list_source_objects
 from flows.lake import Lake, Swap, recover
 from flows.load import is_load_committed, load_warehouse
 from flows.locks import lake_lock
+from flows.lookback import catch_late_objects, earlier_days, periods_touched_by
 from flows.report import publish_run_artifacts
 from flows.scale import day_slots
 from flows.settings import Settings, get_settings
-from flows.stage import stage_partition, stage_txn_prefix
+from flows.stage import raw_files, stage_partition, stage_txn_prefix
 from flows.transform import TransformResult, transform_partition
 from flows.validate import ValidationFailed, prewarm, validate_data
 from flows.warehouse import WarehouseConnectionError, warehouse_url
@@ -91,11 +92,13 @@ def publish_days(
     run_id: str,
     fetched_objects: int,
     defer: list[Day] | None = None,
+    late_days: list[Day] | None = None,
 ) -> dict:
     """Transform, validate, then publish curated tables and load the warehouse together.
 
     The lake swap is journaled under ``run_id`` and committed only after the warehouse
     transaction (which records ``run_id`` in load_audit) commits; any failure rolls it back.
+    ``late_days`` (lookback days that received late objects) only shape the summary.
     """
     url = warehouse_url(settings, lake)
     timings: dict[str, float] = {}
@@ -124,6 +127,9 @@ def publish_days(
                 period_ids=result.recomputed_period_ids,
             )
             timings["validate"] = time.perf_counter() - started
+            late_periods = periods_touched_by(
+                lake, late_days or [], result.out_dir, result.recomputed_period_ids
+            )
             load_dir = _link_copy(result.out_dir, scratch / "load")
             swap = Swap(lake, run_id, result.swap_moves())
             swap.publish()
@@ -136,6 +142,7 @@ def publish_days(
                     partition_date=max(days),
                     period_ids=result.recomputed_period_ids + result.removed_period_ids,
                     event_dates=result.event_dates,
+                    source_days=result.source_days,
                     flow_run_id=str(flow_run.id) if flow_run.id else None,
                 )
             except BaseException as exc:
@@ -146,6 +153,7 @@ def publish_days(
     refresh_catalog(lake)
     return {
         "recomputed_periods": result.recomputed_period_ids,
+        "late_periods": late_periods,
         "event_dates": [d.isoformat() for d in result.event_dates],
         "published_source_days": [d.isoformat() for d in result.source_days],
         "curated_rows": result.rows,
@@ -177,10 +185,12 @@ def ingest_source_day(settings: Settings, lake_root: str, day: Day) -> dict:
 
 
 @flow(name="daily-pipeline", log_prints=False)
-def daily_pipeline(date: Day | None = None) -> dict:
-    """Fetch, stage, transform, validate and load one source day (default: yesterday)."""
-    settings = get_settings()
+def daily_pipeline(date: Day | None = None, lookback_days: int | None = None) -> dict:
+    """Fetch, stage, transform, validate and load one source day (default: yesterday), with
+    the late objects of the ``lookback_days`` before it (default: VDP_LOOKBACK_DAYS)."""
+    settings = get_settings(lookback_days=lookback_days)
     day = processing_day(date)
+    earlier = earlier_days(day, settings.lookback_days)
     lake = Lake(settings.lake_root)
     run_id = _run_id()
     started = time.perf_counter()
@@ -188,11 +198,17 @@ def daily_pipeline(date: Day | None = None) -> dict:
     summary: dict = {"run_id": run_id, "source_day": day.isoformat(), "timings": {}}
     try:
         _preflight(settings, lake, day)
-        with day_slots([day]):  # Prefect-side guard: two runs of one day never overlap
+        with day_slots([*earlier, day]):  # Prefect-side guard: runs of a day never overlap
             step = time.perf_counter()
             summary.update(_ingest(settings, lake, day))
             summary["timings"]["fetch+stage"] = time.perf_counter() - step
-            published = publish_days(settings, lake, [day], run_id, summary["fetch"]["listed"])
+            step = time.perf_counter()
+            summary["lookback"] = catch_late_objects(settings, str(lake.root), earlier)
+            summary["timings"]["lookback"] = time.perf_counter() - step
+            late = [Day.fromisoformat(d["source_day"]) for d in summary["lookback"] if d["staged"]]
+            published = publish_days(
+                settings, lake, [*late, day], run_id, summary["fetch"]["listed"], late_days=late
+            )
             summary["timings"].update(published.pop("timings"))
             summary.update(published)
             summary["status"] = "succeeded"
@@ -209,26 +225,57 @@ def daily_pipeline(date: Day | None = None) -> dict:
     return summary
 
 
+def _day_range(start: Day, end: Day, what: str) -> list[Day]:
+    if end < start:
+        raise ValueError(f"{what} end {end} is before start {start}")
+    return [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
+
+
+def _publish_in_order(settings: Settings, lake: Lake, ingested: dict[Day, dict]) -> list[dict]:
+    """Publish already staged days one by one, oldest first, each deferring the later ones
+    (the curated tables and warehouse end up as a sequential run would leave them)."""
+    days = sorted(ingested)
+    results = []
+    for i, day in enumerate(days):
+        listed = ingested[day]["fetch"]["listed"]
+        published = publish_days(settings, lake, [day], _run_id(), listed, days[i + 1 :])
+        results.append({"source_day": day.isoformat(), **ingested[day], **published})
+    return results
+
+
 @flow(name="backfill", task_runner=ThreadPoolTaskRunner(max_workers=4), log_prints=False)
 def backfill(start: Day, end: Day) -> dict:
     """Process a range of source days: fetch and stage concurrently, then publish each day in
     order (the curated tables and warehouse end up as a sequential run would leave them)."""
-    if end < start:
-        raise ValueError(f"backfill end {end} is before start {start}")
+    days = _day_range(start, end, "backfill")
     settings = get_settings()
     lake = Lake(settings.lake_root)
     _preflight(settings, lake, start)
-    days = [start + dt.timedelta(days=i) for i in range((end - start).days + 1)]
     prewarm()
     with day_slots(days):  # no other run of these days may overlap this backfill
         ingests = {d: ingest_source_day.submit(settings, str(lake.root), d) for d in days}
         wait(list(ingests.values()))
-        results = []
-        for i, day in enumerate(days):
-            ingested = ingests[day].result()
-            later = days[i + 1 :]  # staged already, published by their own turn below
-            published = publish_days(
-                settings, lake, [day], _run_id(), ingested["fetch"]["listed"], later
-            )
-            results.append({"source_day": day.isoformat(), **ingested, **published})
+        results = _publish_in_order(settings, lake, {d: f.result() for d, f in ingests.items()})
+        return {"days": [d.isoformat() for d in days], "results": results}
+
+
+@flow(name="reprocess", log_prints=False)
+def reprocess(start: Day, end: Day) -> dict:
+    """Re-stage and re-publish source days from the raw zone alone, never reading the source
+    (staging rules changed, or the source is gone). Refuses, before writing anything, a day
+    that was never fetched or whose raw files `vdp prune` removed."""
+    days = _day_range(start, end, "reprocess")
+    settings = get_settings()
+    lake = Lake(settings.lake_root)
+    files = {d: raw_files(lake, d) for d in days}
+    lake.ensure_writable()
+    prewarm()
+    with day_slots(days):
+        ingested = {}
+        for day in days:
+            with lake_lock(lake, f"day-{day.isoformat()}"):
+                staged = stage_partition(str(lake.root), day, settings.duckdb_memory_limit)
+            fetch = {"source_day": day.isoformat(), "listed": len(files[day]), "fetched": 0}
+            ingested[day] = {"fetch": fetch, "stage": staged}
+        results = _publish_in_order(settings, lake, ingested)
         return {"days": [d.isoformat() for d in days], "results": results}

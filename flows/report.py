@@ -42,6 +42,33 @@ def answer_rows(rows: list[dict]) -> list[dict]:
     return [{c: _fmt(r.get(c)) for c in ANSWER_COLUMNS} for r in rows]
 
 
+def late_objects(summary: dict) -> list[tuple[str, str]]:
+    """(source day, object key) of every late object the run's lookback caught."""
+    days = summary.get("lookback") or []
+    return [(d["source_day"], key) for d in days for key in d.get("late_objects") or []]
+
+
+def _lookback_rows(summary: dict) -> list[str]:
+    """The lookback's rows of the summary table: days re-listed, late objects, their periods."""
+    days = summary.get("lookback")
+    if days is None:
+        return []
+    if not days:
+        return ["| lookback | earlier source days re-listed | none (lookback 0) |"]
+    late = late_objects(summary)
+    names = "<br>".join(f"`{key}` ({day})" for day, key in late[:20]) or "none"
+    if len(late) > 20:
+        names += f"<br>… and {len(late) - 20} more"
+    periods = summary.get("late_periods") or []
+    shown = ", ".join(f"`{p}`" for p in periods[:10]) + (" …" if len(periods) > 10 else "")
+    return [
+        f"| lookback | earlier source days re-listed | {days[0]['source_day']} … "
+        f"{days[-1]['source_day']} ({sum(d['listed'] for d in days)} objects listed) |",
+        f"| lookback | late objects caught | {names} |",
+        f"| lookback | periods recomputed because of them | {len(periods)} {shown} |",
+    ]
+
+
 def run_markdown(summary: dict) -> str:
     """The run summary as Markdown: fetch, stage, transform, validation, load, timings."""
     fetch, stage = summary.get("fetch") or {}, summary.get("stage") or {}
@@ -62,6 +89,7 @@ def run_markdown(summary: dict) -> str:
         f"| stage | top quarantine reasons | "
         f"{', '.join(f'{r} ({n})' for r, n in reasons[:5]) or 'none'} |",
         f"| transform | periods recomputed | {len(summary.get('recomputed_periods') or [])} |",
+        *_lookback_rows(summary),
     ]
     for table, rows in sorted((summary.get("loaded") or {}).get("rows", {}).items()):
         lines.append(f"| load | rows loaded into {table} | {rows:,} |")
@@ -115,6 +143,13 @@ def print_run_summary(summary: dict) -> None:
         f"recomputed {len(summary.get('recomputed_periods') or [])} periods, "
         f"loaded {sum(loaded.values()):,} rows" + (f" in {total:.1f}s" if total is not None else "")
     )
+    late = late_objects(summary)
+    if late:
+        days = sorted({day for day, _ in late})
+        print(
+            f"  late objects: {len(late)} for source day(s) {', '.join(days)}, recomputing "
+            f"{len(summary.get('late_periods') or [])} periods"
+        )
 
 
 def print_answer(date: dt.date | None = None, settings: Settings | None = None) -> None:

@@ -26,6 +26,9 @@ class Settings(BaseSettings):
     warehouse_url: SecretStr | None = Field(
         None, description="postgresql://… ; unset = embedded PostgreSQL under the lake root"
     )
+    lookback_days: int = Field(
+        3, ge=0, le=60, description="earlier source days a daily run re-lists for late objects"
+    )
     fetch_concurrency: int = Field(8, ge=1, le=64, description="parallel S3 downloads")
     duckdb_memory_limit: str = Field(
         "2GB",

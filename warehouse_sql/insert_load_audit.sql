@@ -3,6 +3,7 @@ insert into warehouse.load_audit (
     run_id,
     flow_run_id,
     partition_date,
+    source_days,
     rows,
     started_at,
     finished_at
@@ -11,6 +12,7 @@ values (
     %(run_id)s,
     %(flow_run_id)s,
     %(partition_date)s,
+    %(source_days)s,
     %(rows)s,
     %(started_at)s,
     clock_timestamp()
