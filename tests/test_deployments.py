@@ -19,6 +19,15 @@ from uuid import UUID
 
 import psycopg
 import pytest
+from support_pipeline import (
+    database,
+    dir_objects,
+    new_bucket,
+    pipeline_env,
+    run_days,
+    upload,
+    warehouse_tables,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 POOL = "vdp-process"
@@ -84,6 +93,14 @@ def _prefect(env: dict[str, str], *args: str, timeout: float = 120) -> str:
     )
     assert result.returncode == 0, f"prefect {' '.join(args)}:\n{result.stdout}\n{result.stderr}"
     return result.stdout + result.stderr
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_server: dict[str, str]) -> dict[str, str]:
+    """The work pool and every deployment of prefect.yaml, created as an operator would."""
+    _prefect(prefect_server, "work-pool", "create", POOL, "--type", "process")
+    _prefect(prefect_server, "--no-prompt", "deploy", "--all")
+    return prefect_server
 
 
 @pytest.fixture
@@ -172,16 +189,14 @@ def _warehouse(pg_url: str) -> tuple[list[tuple], list[tuple]]:
 
 
 def test_daily_deployment_runs_on_a_worker_and_reports(
-    prefect_server: dict[str, str],
+    deployed: dict[str, str],
     seeded_source: dict,
     s3_bucket: str,
     moto_endpoint: str,
     pg_url: str,
     tmp_path: Path,
 ) -> None:
-    env = dict(prefect_server)
-    _prefect(env, "work-pool", "create", POOL, "--type", "process")
-    _prefect(env, "--no-prompt", "deploy", "--all")
+    env = dict(deployed)
     run_ids = asyncio.run(_create_runs(env["PREFECT_API_URL"]))
 
     env.update(
@@ -212,3 +227,69 @@ def test_daily_deployment_runs_on_a_worker_and_reports(
     assert table.type == "table"
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert sorted(r["operating_period_id"] for r in rows) == [a[0] for a in answer]
+
+
+async def _schedule_daily(api_url: str, scheduled_at: dt.datetime) -> UUID:
+    """A run of the daily deployment as its cron would create it: no date, a scheduled time."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.states import Scheduled
+
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        async with get_client() as client:
+            daily = await client.read_deployment_by_name("daily-pipeline/daily")
+            run = await client.create_flow_run_from_deployment(
+                daily.id, state=Scheduled(scheduled_time=scheduled_at), parameters={}
+            )
+    return run.id
+
+
+def test_scheduled_daily_run_catches_a_late_object_of_the_day_before(
+    deployed: dict[str, str],
+    s3_bucket: str,
+    moto_endpoint: str,
+    pg_url: str,
+    pg_server_url: str,
+    tmp_path: Path,
+) -> None:
+    """D's scheduled run misses an object that lands later; D+1's scheduled run (no date)
+    fetches it through its lookback, and the warehouse equals loading both days at once."""
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.generate import generate
+
+    day2 = SOURCE_DAY + dt.timedelta(days=1)
+    generate(str(tmp_path / "gen"), SOURCE_DAY, 2, orgs=2, vehicles=6, seed=5, quirk_rate=0.01)
+    objects = dir_objects(tmp_path / "gen" / "data")
+    late_key = sorted(k for k in objects if k.startswith(f"data/{SOURCE_DAY}-"))[-1]
+    upload(moto_endpoint, s3_bucket, {k: v for k, v in objects.items() if k != late_key})
+
+    env = dict(deployed)
+    env.update(pipeline_env(f"s3://{s3_bucket}/data/", tmp_path / "lake", pg_url, moto_endpoint))
+    api = env["PREFECT_API_URL"]
+    first = asyncio.run(_schedule_daily(api, SCHEDULED_AT))
+    _prefect(env, "worker", "start", "--pool", POOL, "--run-once", timeout=300)
+    upload(moto_endpoint, s3_bucket, {late_key: objects[late_key]})
+    second = asyncio.run(_schedule_daily(api, SCHEDULED_AT + dt.timedelta(days=1)))
+    log = _prefect(env, "worker", "start", "--pool", POOL, "--run-once", timeout=300)
+
+    seen = asyncio.run(_read_runs_and_artifacts(api, {"daily": second, "first": first}))
+    for run in seen["runs"].values():
+        assert run.state.is_completed(), f"{run.state.message}\n{log[-3000:]}"
+    summary = seen["artifacts"][f"run-summary-{day2}"].data
+    assert f"`{late_key}` ({SOURCE_DAY})" in summary
+    with psycopg.connect(pg_url) as conn:
+        audit = conn.execute(
+            "select flow_run_id::text, source_days from warehouse.load_audit order by id"
+        ).fetchall()
+    assert audit == [(str(first), [SOURCE_DAY]), (str(second), [SOURCE_DAY, day2])]
+
+    everything = new_bucket(moto_endpoint)
+    upload(moto_endpoint, everything, objects)
+    got = warehouse_tables(pg_url)
+    with database(pg_server_url) as url, temporary_settings({PREFECT_API_URL: api}):
+        run_days(
+            pipeline_env(f"s3://{everything}/data/", tmp_path / "lake2", url, moto_endpoint),
+            [SOURCE_DAY, day2],
+        )
+        assert got == warehouse_tables(url)
