@@ -8,6 +8,7 @@ from typing import Any
 WORK_POOL = "vdp-process"
 DAILY_DEPLOYMENT = "daily"
 BACKFILL_DEPLOYMENT = "backfill"
+REPROCESS_DEPLOYMENT = "reprocess"
 DAILY_CRON = "0 3 * * *"
 SCHEDULE_TIMEZONE = "UTC"
 TAGS = ["vdp"]
@@ -21,10 +22,11 @@ def run_limit() -> Any:
 
 
 def served_deployments() -> list[Any]:
-    """The daily deployment (03:00 UTC, processes yesterday) and the unscheduled backfill."""
+    """The daily deployment (03:00 UTC, processes yesterday), the unscheduled backfill, and
+    the unscheduled reprocess (from the raw zone)."""
     from prefect.schedules import Cron
 
-    from flows.pipeline import backfill, daily_pipeline
+    from flows.pipeline import backfill, daily_pipeline, reprocess
 
     daily = daily_pipeline.to_deployment(
         name=DAILY_DEPLOYMENT,
@@ -40,7 +42,13 @@ def served_deployments() -> list[Any]:
         tags=[*TAGS, "backfill"],
         description="Process a range of source days (start, end).",
     )
-    return [daily, backfill_deployment]
+    reprocess_deployment = reprocess.to_deployment(
+        name=REPROCESS_DEPLOYMENT,
+        concurrency_limit=run_limit(),
+        tags=[*TAGS, "reprocess"],
+        description="Re-stage and re-publish a range of source days from the raw zone alone.",
+    )
+    return [daily, backfill_deployment, reprocess_deployment]
 
 
 def serve(limit: int | None = 2) -> None:

@@ -22,7 +22,8 @@ def _deployments() -> dict[str, dict]:
 
 
 @pytest.mark.parametrize(
-    ("deployment", "flow_name"), [("daily", "daily-pipeline"), ("backfill", "backfill")]
+    ("deployment", "flow_name"),
+    [("daily", "daily-pipeline"), ("backfill", "backfill"), ("reprocess", "reprocess")],
 )
 def test_entrypoint_imports_as_the_named_flow(deployment: str, flow_name: str) -> None:
     """A typo in an entrypoint only shows when a worker picks a run up at 03:00; catch it here."""
@@ -36,7 +37,7 @@ def test_entrypoint_imports_as_the_named_flow(deployment: str, flow_name: str) -
 
 def test_every_deployment_is_covered_and_on_the_process_pool() -> None:
     deployments = _deployments()
-    assert set(deployments) == {"daily", "backfill"}
+    assert set(deployments) == {"daily", "backfill", "reprocess"}
     for spec in deployments.values():
         assert spec["work_pool"]["name"] == deploy.WORK_POOL == "vdp-process"
         assert spec["concurrency_limit"] == {"limit": 1, "collision_strategy": "ENQUEUE"}
@@ -48,12 +49,13 @@ def test_schedules_match_between_prefect_yaml_and_serve() -> None:
     assert deployments["daily"]["schedules"] == [
         {"cron": "0 3 * * *", "timezone": "UTC", "active": True}
     ]
-    assert not deployments["backfill"].get("schedules")
     served = {d.name: d for d in deploy.served_deployments()}
     daily_schedules = [s.schedule for s in served["daily"].schedules]
     assert [(s.cron, s.timezone) for s in daily_schedules] == [("0 3 * * *", "UTC")]
-    assert served["backfill"].schedules in (None, [])
-    for name in ("daily", "backfill"):
+    for name in ("backfill", "reprocess"):
+        assert not deployments[name].get("schedules")
+        assert served[name].schedules in (None, [])
+    for name in ("daily", "backfill", "reprocess"):
         assert served[name].concurrency_limit == 1
         assert served[name].concurrency_options.collision_strategy.value == "ENQUEUE"
         assert served[name].entrypoint == _deployments()[name]["entrypoint"]
