@@ -189,6 +189,7 @@ def _pipeline_child(day: dt.date, env: dict[str, str], reply: Connection) -> Non
             "timings": summary["timings"],
             "stage": summary["stage"],
             "loaded_rows": summary["loaded"]["rows"],
+            "lookback": summary.get("lookback"),
         }
     result["wall"] = time.perf_counter() - started
     result["maxrss_self_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
