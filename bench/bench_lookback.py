@@ -25,15 +25,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH_DIR))
 sys.path.insert(0, str(BENCH_DIR.parent))
 
-from bench_pipeline import (  # noqa: E402
-    BenchDatabases,
-    add_shared_arguments,
-    fresh_lake_env,
-    generate_once,
-    run_in_workdir,
-    run_pipeline,
-    source_for,
-)
+import bench_pipeline as bench  # noqa: E402
 
 START = dt.date(2019, 6, 1)
 COLUMNS = ("fetch+stage", "lookback", "transform", "validate", "load", "total")
@@ -51,7 +43,7 @@ def _line(label: str, result: dict) -> str:
 
 def run(args: argparse.Namespace, workdir: Path) -> None:
     name = f"generated-lookback-{args.days}d-{args.events_per_day}"
-    out = generate_once(
+    out = bench.generate_once(
         workdir / name,
         start=START,
         days=args.days,
@@ -71,24 +63,24 @@ def run(args: argparse.Namespace, workdir: Path) -> None:
     header = " ".join(f"{c:>9}" for c in COLUMNS)
     print(f"{'run':<28} {header} {'late':>5} {'staged':>7} {'RSS MB':>7}")
     with (
-        BenchDatabases(args.admin_url, workdir) as dbs,
-        source_for([f for f in files if f != held], s3=True) as source,
+        bench.BenchDatabases(args.admin_url, workdir) as dbs,
+        bench.source_for([f for f in files if f != held], s3=True) as source,
     ):
-        env = fresh_lake_env(source, workdir, dbs.url("lookback"))
+        env = bench.fresh_lake_env(source, workdir, dbs.url("lookback"))
         for n in range(args.days - 1):
             day = START + dt.timedelta(days=n)
-            print(_line(f"day {day} (lookback 3)", run_pipeline(day, env)), flush=True)
+            print(_line(f"day {day} (lookback 3)", bench.run_pipeline(day, env)), flush=True)
         totals: dict[int, list[float]] = {0: [], 3: []}
         listing: list[float] = []
         for _ in range(args.repeat):
             for lookback in (0, 3):
-                result = run_pipeline(last, {**env, "VDP_LOOKBACK_DAYS": str(lookback)})
+                result = bench.run_pipeline(last, {**env, "VDP_LOOKBACK_DAYS": str(lookback)})
                 print(_line(f"day {last} lookback {lookback}", result), flush=True)
                 totals[lookback].append(result["timings"]["total"])
                 if lookback:
                     listing.append(result["timings"]["lookback"])
         _upload(source, held)
-        caught = run_pipeline(last, {**env, "VDP_LOOKBACK_DAYS": "3"})
+        caught = bench.run_pipeline(last, {**env, "VDP_LOOKBACK_DAYS": "3"})
         print(_line(f"day {last} late object", caught), flush=True)
     print(
         f"median total: lookback 0 {statistics.median(totals[0]):.2f} s, lookback 3 with "
@@ -117,9 +109,9 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=4)
     parser.add_argument("--events-per-day", type=int, default=250_000)
     parser.add_argument("--repeat", type=int, default=3)
-    add_shared_arguments(parser)
+    bench.add_shared_arguments(parser)
     args = parser.parse_args()
-    run_in_workdir(run, args, "bench-lookback-")
+    bench.run_in_workdir(run, args, "bench-lookback-")
 
 
 if __name__ == "__main__":

@@ -219,15 +219,18 @@ def list_source_objects(settings: Settings, day: dt.date) -> list[SourceObject]:
     return open_source(settings).list_day(day)
 
 
-@task(
-    name="fetch-new-objects",
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_jitter_factor=0.5,
-    retry_condition_fn=_retry_transient,
-    cache_policy=NO_CACHE,
-    timeout_seconds=3600,
-)
+# Tasks that download from the source: retried only on transient faults, never cached.
+FETCH_TASK_OPTIONS: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": [5, 30],
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": _retry_transient,
+    "cache_policy": NO_CACHE,
+    "timeout_seconds": 3600,
+}
+
+
+@task(name="fetch-new-objects", **FETCH_TASK_OPTIONS)
 def fetch_new_objects(settings: Settings, lake_root: str, day: dt.date) -> dict[str, Any]:
     """Fetch a source day's new or changed objects into the raw zone; returns the summary."""
     summary = fetch_day(settings, Lake(Path(lake_root)), day)

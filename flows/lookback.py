@@ -9,9 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from prefect import task
-from prefect.cache_policies import NO_CACHE
 
-from flows.extract import _retry_transient, fetch_day
+from flows.extract import FETCH_TASK_OPTIONS, fetch_day
 from flows.lake import Lake
 from flows.locks import lake_lock
 from flows.logs import run_logger
@@ -58,14 +57,7 @@ def catch_up_day(settings: Any, lake: Lake, day: dt.date, memory_limit: str) -> 
     return late
 
 
-@task(
-    name="catch-late-objects",
-    retries=2,
-    retry_delay_seconds=[5, 30],
-    retry_condition_fn=_retry_transient,
-    cache_policy=NO_CACHE,
-    timeout_seconds=3600,
-)
+@task(name="catch-late-objects", **FETCH_TASK_OPTIONS)
 def catch_late_objects(settings: Any, lake_root: str, days: list[dt.date]) -> list[dict]:
     """Prefect task: catch up each lookback day in order; logs one line per day that had news."""
     lake = Lake(Path(lake_root))
