@@ -49,6 +49,10 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     if args.date and (args.start or args.end):
         raise UsageError("give either --date or --start/--end, not both")
+    if args.allow_empty:
+        from flows.settings import export_overrides
+
+        export_overrides(min_objects_per_day=0)
     if args.date:
         print_run_summary(daily_pipeline(date=args.date))
         return
@@ -192,6 +196,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date)
     p.add_argument("--start", type=_date)
     p.add_argument("--end", type=_date)
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="let source days with no objects pass (VDP_MIN_OBJECTS_PER_DAY=0), e.g. a "
+        "backfill over known-empty days",
+    )
     p.add_argument("--dask", action="store_true", help="backfill on a local Dask cluster")
     p.add_argument("--dask-address", help="backfill on an existing Dask cluster (tcp://host:8786)")
     p = add("generate", cmd_generate, "write realistic synthetic door2door events")
