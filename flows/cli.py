@@ -125,6 +125,23 @@ def cmd_serve(args: argparse.Namespace) -> None:
     serve()
 
 
+def cmd_status(args: argparse.Namespace) -> None:
+    import json
+
+    from flows.settings import get_settings
+    from flows.status import StaleData, collect_status, format_status
+
+    status = collect_status(
+        get_settings(),
+        max_lag_days=args.max_lag_days,
+        today=args.today,
+        quarantine_threshold=args.max_quarantine_share,
+    )
+    print(json.dumps(status.to_dict(), indent=2) if args.json else format_status(status))
+    if status.stale:
+        raise StaleData(status.reason())
+
+
 def _ops_context() -> tuple:
     """The configured warehouse URL and lake for the operations commands."""
     from flows.lake import Lake
@@ -217,6 +234,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date, help="only periods overlapping this UTC date")
     p = add("query", cmd_query, "SQL over the lake in DuckDB")
     p.add_argument("sql")
+    p = add("status", cmd_status, "newest loaded source day and event, last run; fails when stale")
+    p.add_argument(
+        "--max-lag-days",
+        type=int,
+        default=2,
+        metavar="N",
+        help="exit 1 when the newest loaded source day is more than N days old",
+    )
+    p.add_argument(
+        "--max-quarantine-share",
+        type=float,
+        default=0.05,
+        metavar="F",
+        help="list recent source days whose quarantined share of lines is above F",
+    )
+    p.add_argument(
+        "--today", type=_date, help="judge freshness as of this date (default: UTC today)"
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
     add("docs", cmd_docs, "print the path of the Great Expectations Data Docs")
     add("serve", cmd_serve, "serve the daily and backfill flows from this process (laptop)")
     p = add("backup", cmd_backup, "back up the warehouse, manifests and curated tables")
