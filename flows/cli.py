@@ -142,6 +142,14 @@ def cmd_status(args: argparse.Namespace) -> None:
         raise StaleData(status.reason())
 
 
+def cmd_alerts(args: argparse.Namespace) -> None:
+    from flows.alerts import ensure_alerts
+    from flows.settings import get_settings
+
+    for result in ensure_alerts(get_settings()):
+        print(f"{result.action} automation {result.name} ({result.automation_id})")
+
+
 def _ops_context() -> tuple:
     """The configured warehouse URL and lake for the operations commands."""
     from flows.lake import Lake
@@ -253,6 +261,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--today", type=_date, help="judge freshness as of this date (default: UTC today)"
     )
     p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add(
+        "alerts",
+        cmd_alerts,
+        "create or update the Prefect automations that alert on failed or missing daily runs",
+    )
     add("docs", cmd_docs, "print the path of the Great Expectations Data Docs")
     add("serve", cmd_serve, "serve the daily and backfill flows from this process (laptop)")
     p = add("backup", cmd_backup, "back up the warehouse, manifests and curated tables")
