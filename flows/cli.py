@@ -116,7 +116,22 @@ def cmd_docs(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo import run_demo
 
-    run_demo(days=args.days)
+    run_demo(days=args.days, ui_port=args.ui_port if args.ui else None)
+
+
+def cmd_warehouse(args: argparse.Namespace) -> None:
+    from flows.lake import Lake
+    from flows.settings import get_settings
+    from flows.warehouse import stop_embedded
+
+    settings = get_settings()
+    if settings.warehouse_url is not None:
+        raise UsageError("VDP_WAREHOUSE_URL is set: vdp only starts and stops the embedded one")
+    lake = Lake(settings.lake_root)
+    if stop_embedded(lake):
+        print(f"stopped the embedded PostgreSQL in {lake.warehouse_dir}")
+    else:
+        print(f"the embedded PostgreSQL in {lake.warehouse_dir} is not running")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -217,6 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", cmd_demo, "run the whole pipeline on sample data with embedded S3 and PostgreSQL"
     )
     p.add_argument("--days", type=int, default=3, help="generated days besides the real sample")
+    p.add_argument(
+        "--ui",
+        action="store_true",
+        help="run against a Prefect server with its UI (started, or reused) and keep it up "
+        "until Ctrl-C",
+    )
+    p.add_argument("--ui-port", type=int, default=4200, help="port of that server on 127.0.0.1")
     p = add("run", cmd_run, "run the daily pipeline for a day, or a backfill over a range")
     p.add_argument("--date", type=_date)
     p.add_argument("--start", type=_date)
@@ -266,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_alerts,
         "create or update the Prefect automations that alert on failed or missing daily runs",
     )
+    p = add("warehouse", cmd_warehouse, "manage the embedded PostgreSQL (any run starts it)")
+    p.add_argument("action", choices=["stop"], help="stop: shut the embedded server down")
     add("docs", cmd_docs, "print the path of the Great Expectations Data Docs")
     add("serve", cmd_serve, "serve the daily and backfill flows from this process (laptop)")
     p = add("backup", cmd_backup, "back up the warehouse, manifests and curated tables")
