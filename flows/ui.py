@@ -136,12 +136,17 @@ def run_links(server: UiServer, days: list[dt.date]) -> list[tuple[dt.date, str,
 
 
 def wait_for_interrupt(server: UiServer) -> None:
-    """Keep the server up until Ctrl-C (SIGINT) or SIGTERM, or until it exits by itself."""
-    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    """Keep the server up until Ctrl-C (SIGINT) or SIGTERM, or until it exits by itself.
+    SIGINT is handled even when inherited as ignored (a shell's background job)."""
+    handlers = {
+        sig: signal.signal(sig, signal.default_int_handler)
+        for sig in (signal.SIGINT, signal.SIGTERM)
+    }
     try:
         while server.alive():
             time.sleep(0.5)
     except KeyboardInterrupt:
         pass
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, previous in handlers.items():
+            signal.signal(sig, previous)
