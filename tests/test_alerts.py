@@ -150,3 +150,40 @@ def test_failed_daily_run_notifies_the_webhook_once(
     assert body["subject"] == f"vdp: daily run {finished.name} ended Failed"
     assert f"flow run {finished.name} ({finished.id})" in body["text"]
     assert f"no objects for source day {EMPTY_DAY}" in body["text"]
+
+
+@pytest.mark.slow
+def test_stale_automation_fires_when_no_daily_run_completes(
+    prefect_server: dict[str, str],  # noqa: F811 (the imported fixture)
+    receiver: tuple[str, list[dict]],
+) -> None:
+    """The proactive trigger as vdp alerts defines it, with a 30 s window instead of 26 h, for
+    a deployment that never completes a run: the server itself sends the notification."""
+    import datetime as dt
+    import uuid
+
+    from prefect.blocks.notifications import CustomWebhookNotificationBlock
+    from prefect.client.orchestration import get_client
+    from prefect.events.schemas.automations import AutomationCore
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.alerts import daily_automations
+
+    url, received = receiver
+    with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
+        hook = CustomWebhookNotificationBlock(
+            name="stale-test", url=url, json_data={"subject": "{{subject}}", "text": "{{body}}"}
+        )
+        block_id = hook.save("stale-test", overwrite=True)
+        stale = daily_automations(uuid.uuid4(), block_id)[1]
+        stale.name, stale.trigger.within = "stale-test", dt.timedelta(seconds=30)
+        with get_client(sync_client=True) as client:
+            client.create_automation(
+                AutomationCore(**stale.model_dump(exclude={"id", "owner_resource"}))
+            )
+        started = time.monotonic()
+        while not received and time.monotonic() - started < 120:
+            time.sleep(1)
+    assert len(received) == 1, received
+    assert time.monotonic() - started >= 30  # not before the window has passed
+    assert received[0]["json"]["subject"] == "vdp: no daily run completed for 26 hours"
