@@ -51,6 +51,10 @@ def cmd_run(args: argparse.Namespace) -> None:
         raise UsageError("give either --date or --start/--end, not both")
     if args.lookback_days is not None and not args.date:
         raise UsageError("--lookback-days applies to a daily run (--date D)")
+    if args.allow_empty:
+        from flows.settings import export_overrides
+
+        export_overrides(min_objects_per_day=0)
     if args.date:
         print_run_summary(daily_pipeline(date=args.date, lookback_days=args.lookback_days))
         return
@@ -133,13 +137,53 @@ def cmd_docs(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo import run_demo
 
-    run_demo(days=args.days)
+    run_demo(days=args.days, ui_port=args.ui_port if args.ui else None)
+
+
+def cmd_warehouse(args: argparse.Namespace) -> None:
+    from flows.lake import Lake
+    from flows.settings import get_settings
+    from flows.warehouse import stop_embedded
+
+    settings = get_settings()
+    if settings.warehouse_url is not None:
+        raise UsageError("VDP_WAREHOUSE_URL is set: vdp only starts and stops the embedded one")
+    lake = Lake(settings.lake_root)
+    if stop_embedded(lake):
+        print(f"stopped the embedded PostgreSQL in {lake.warehouse_dir}")
+    else:
+        print(f"the embedded PostgreSQL in {lake.warehouse_dir} is not running")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     from flows.deploy import serve
 
     serve()
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    import json
+
+    from flows.settings import get_settings
+    from flows.status import StaleData, collect_status, format_status
+
+    status = collect_status(
+        get_settings(),
+        max_lag_days=args.max_lag_days,
+        today=args.today,
+        quarantine_threshold=args.max_quarantine_share,
+    )
+    print(json.dumps(status.to_dict(), indent=2) if args.json else format_status(status))
+    if status.stale:
+        raise StaleData(status.reason())
+
+
+def cmd_alerts(args: argparse.Namespace) -> None:
+    from flows.alerts import ensure_alerts
+    from flows.settings import get_settings
+
+    for result in ensure_alerts(get_settings()):
+        print(f"{result.action} automation {result.name} ({result.automation_id})")
 
 
 def _ops_context() -> tuple:
@@ -209,6 +253,13 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", cmd_demo, "run the whole pipeline on sample data with embedded S3 and PostgreSQL"
     )
     p.add_argument("--days", type=int, default=3, help="generated days besides the real sample")
+    p.add_argument(
+        "--ui",
+        action="store_true",
+        help="run against a Prefect server with its UI (started, or reused) and keep it up "
+        "until Ctrl-C",
+    )
+    p.add_argument("--ui-port", type=int, default=4200, help="port of that server on 127.0.0.1")
     p = add("run", cmd_run, "run the daily pipeline for a day, or a backfill over a range")
     p.add_argument("--date", type=_date)
     p.add_argument("--start", type=_date)
@@ -217,6 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--lookback-days",
         type=_days,
         help="earlier source days to re-list for late objects (default VDP_LOOKBACK_DAYS, 3)",
+    )
+    p.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help="let source days with no objects pass (VDP_MIN_OBJECTS_PER_DAY=0), e.g. a "
+        "backfill over known-empty days",
     )
     p.add_argument("--dask", action="store_true", help="backfill on a local Dask cluster")
     p.add_argument("--dask-address", help="backfill on an existing Dask cluster (tcp://host:8786)")
@@ -240,6 +297,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--date", type=_date, help="only periods overlapping this UTC date")
     p = add("query", cmd_query, "SQL over the lake in DuckDB")
     p.add_argument("sql")
+    p = add("status", cmd_status, "newest loaded source day and event, last run; fails when stale")
+    p.add_argument(
+        "--max-lag-days",
+        type=int,
+        default=2,
+        metavar="N",
+        help="exit 1 when the newest loaded source day is more than N days old",
+    )
+    p.add_argument(
+        "--max-quarantine-share",
+        type=float,
+        default=0.05,
+        metavar="F",
+        help="list recent source days whose quarantined share of lines is above F",
+    )
+    p.add_argument(
+        "--today", type=_date, help="judge freshness as of this date (default: UTC today)"
+    )
+    p.add_argument("--json", action="store_true", help="print the figures as JSON")
+    add(
+        "alerts",
+        cmd_alerts,
+        "create or update the Prefect automations that alert on failed or missing daily runs",
+    )
+    p = add("warehouse", cmd_warehouse, "manage the embedded PostgreSQL (any run starts it)")
+    p.add_argument("action", choices=["stop"], help="stop: shut the embedded server down")
     add("docs", cmd_docs, "print the path of the Great Expectations Data Docs")
     add("serve", cmd_serve, "serve the daily and backfill flows from this process (laptop)")
     p = add("backup", cmd_backup, "back up the warehouse, manifests and curated tables")

@@ -40,7 +40,32 @@ def upload_sample(client, bucket: str, sample_dir: Path) -> int:
     return len(files)
 
 
-def run_demo(days: int = 3) -> None:
+def run_demo(days: int = 3, ui_port: int | None = None) -> None:
+    """The demo; with ``ui_port``, against a Prefect server with its UI on that port, kept up
+    (with the links to this demo's runs printed) until Ctrl-C."""
+    if ui_port is None:
+        _run_demo(days, ui=False)
+        return
+    from prefect.settings import PREFECT_HOME
+
+    from flows.ui import prefect_ui, run_links, wait_for_interrupt
+
+    with prefect_ui(ui_port, Path(PREFECT_HOME.value()) / "vdp-demo-server.log") as server:
+        run_days = _run_demo(days, ui=True)
+        print(f"\nPrefect UI:  {server.url}/runs")
+        for day, run_page, artifact_page, artifact_api in run_links(server, run_days):
+            print(f"  {day}  run:     {run_page}")
+            print(f"              summary: {artifact_page}")
+            print(f"              (API:    {artifact_api})")
+        if server.process is None:
+            print(f"(the Prefect server on {server.url} was already running; it keeps running)")
+            return
+        print("Press Ctrl-C to stop the Prefect server.", flush=True)
+        wait_for_interrupt(server)
+        print("demo: stopping the Prefect server", flush=True)
+
+
+def _run_demo(days: int, *, ui: bool) -> list[dt.date]:
     import os
 
     import boto3
@@ -86,10 +111,11 @@ def run_demo(days: int = 3) -> None:
     settings = get_settings()
     print()
     print_answer(settings=settings)
-    _print_locations(settings, embedded_psql_hint, time.perf_counter() - started)
+    _print_locations(settings, embedded_psql_hint, time.perf_counter() - started, ui)
+    return run_days
 
 
-def _print_locations(settings, psql_hint, seconds: float) -> None:
+def _print_locations(settings, psql_hint, seconds: float, ui: bool) -> None:
     from flows.lake import Lake
 
     lake = Lake(settings.lake_root)
@@ -100,8 +126,11 @@ def _print_locations(settings, psql_hint, seconds: float) -> None:
     )
     if settings.warehouse_url is None:
         print(f"  warehouse:   {psql_hint(lake)}")
+        print(
+            "               (the embedded PostgreSQL keeps running; `vdp warehouse stop` stops it)"
+        )
     else:
         print("  warehouse:   the server in VDP_WAREHOUSE_URL, schema warehouse")
-    print("  Prefect UI:  run `prefect server start`, then in this shell")
-    print("               `export PREFECT_API_URL=http://127.0.0.1:4200/api` and run `vdp demo`")
-    print("               again; its runs and artifacts show at http://127.0.0.1:4200")
+    if not ui:
+        print("  Prefect UI:  `vdp demo --ui` runs the demo against a Prefect server on")
+        print("               127.0.0.1:4200 and keeps it up, with links to the runs and artifacts")

@@ -16,6 +16,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.catalog import refresh_catalog
 from flows.extract import fetch_new_objects, list_source_objects
+from flows.feed import require_days, require_objects
 from flows.lake import Lake, Swap, recover
 from flows.load import is_load_committed, load_warehouse
 from flows.locks import lake_lock
@@ -163,10 +164,13 @@ def publish_days(
     }
 
 
-def _preflight(settings: Settings, lake: Lake, day: Day) -> None:
-    """Fail before the first lake write when the source is wrong (bucket, endpoint, access)
-    or the lake root cannot take writes."""
-    list_source_objects(settings, day)
+def _preflight(settings: Settings, lake: Lake, day: Day, *, own_day: bool = False) -> None:
+    """Fail before the first lake write when the source is wrong (bucket, endpoint, access),
+    the run's own day lists no objects (``own_day``: the feed is down), or the lake root
+    cannot take writes."""
+    listed = list_source_objects(settings, day)
+    if own_day:
+        require_objects(settings, day, listed)
     lake.ensure_writable()
 
 
@@ -197,7 +201,7 @@ def daily_pipeline(date: Day | None = None, lookback_days: int | None = None) ->
     prewarm()
     summary: dict = {"run_id": run_id, "source_day": day.isoformat(), "timings": {}}
     try:
-        _preflight(settings, lake, day)
+        _preflight(settings, lake, day, own_day=True)
         with day_slots([*earlier, day]):  # Prefect-side guard: runs of a day never overlap
             step = time.perf_counter()
             summary.update(_ingest(settings, lake, day))
@@ -250,7 +254,8 @@ def backfill(start: Day, end: Day) -> dict:
     days = _day_range(start, end, "backfill")
     settings = get_settings()
     lake = Lake(settings.lake_root)
-    _preflight(settings, lake, start)
+    require_days(settings, days[1:])  # each day of a backfill is a run's own day
+    _preflight(settings, lake, start, own_day=True)
     prewarm()
     with day_slots(days):  # no other run of these days may overlap this backfill
         ingests = {d: ingest_source_day.submit(settings, str(lake.root), d) for d in days}

@@ -102,13 +102,28 @@ def run_markdown(summary: dict) -> str:
             lines.append(f"| validate | summary | {validation['summary']} |")
     for stage_name, seconds in (summary.get("timings") or {}).items():
         lines.append(f"| timing | {stage_name} | {seconds:.2f} s |")
-    if validation.get("markdown"):
-        lines += ["", validation["markdown"]]
+    if validation:
+        lines += ["", *_validation_links(summary, validation)]
     return "\n".join(lines)
 
 
+def _validation_links(summary: dict, validation: dict) -> list[str]:
+    """Where the details are: the run's Data Docs pages and the expectation table artifact."""
+    pages = validation.get("docs_pages") or {}
+    links = " · ".join(f"[{suite}]({url})" for suite, url in pages.items())
+    return [
+        f"**Great Expectations Data Docs of this run:** {links or 'not built'}  ",
+        f"**Every expectation:** artifact `{validation_key(summary)}`",
+    ]
+
+
+def validation_key(summary: dict) -> str:
+    return f"validation-{summary.get('source_day', 'unknown')}"
+
+
 def publish_run_artifacts(settings: Settings, lake: Lake, summary: dict) -> None:
-    """A Markdown summary and a table of the touched periods' answer, in the Prefect UI."""
+    """A Markdown summary (one screen, linking the run's Data Docs), the expectation table, and
+    a table of the touched periods' answer, in the Prefect UI."""
     from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
     day = str(summary.get("source_day", "unknown"))
@@ -117,6 +132,13 @@ def publish_run_artifacts(settings: Settings, lake: Lake, summary: dict) -> None
         markdown=run_markdown(summary),
         description=f"daily pipeline summary for source day {day}",
     )
+    validation = _as_dict(summary.get("validation"))
+    if validation.get("markdown"):
+        create_markdown_artifact(
+            key=validation_key(summary),
+            markdown=validation["markdown"],
+            description=f"every expectation of the run for source day {day}",
+        )
     touched = set(summary.get("recomputed_periods") or [])
     if not touched or summary.get("status") != "succeeded":
         return

@@ -30,13 +30,29 @@ class Settings(BaseSettings):
         3, ge=0, le=60, description="earlier source days a daily run re-lists for late objects"
     )
     fetch_concurrency: int = Field(8, ge=1, le=64, description="parallel S3 downloads")
+    min_objects_per_day: int = Field(
+        1, ge=0, description="a daily run whose own source day lists fewer objects fails; 0: off"
+    )
+    alert_webhook_url: SecretStr | None = Field(
+        None, description="webhook `vdp alerts` notifies on failed or missing daily runs"
+    )
+    alert_block: str | None = Field(
+        None, description="type/name of a Prefect notification block (instead of the webhook)"
+    )
     duckdb_memory_limit: str = Field(
         "2GB",
         pattern=r"^\s*\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*$",
         description="memory DuckDB may use per stage; beyond it, it spills under lake/_tmp/",
     )
 
-    @field_validator("s3_endpoint_url", "aws_credentials_block", "warehouse_url", mode="before")
+    @field_validator(
+        "s3_endpoint_url",
+        "aws_credentials_block",
+        "warehouse_url",
+        "alert_webhook_url",
+        "alert_block",
+        mode="before",
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

@@ -100,6 +100,7 @@ class ValidationReport:
     seconds: float
     json_path: Path | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    docs_pages: dict[str, str] = field(default_factory=dict)  # suite -> Data Docs page URL
     critical_failures: list[ExpectationOutcome] = field(init=False)
     warnings: list[ExpectationOutcome] = field(init=False)
 
@@ -128,6 +129,7 @@ class ValidationReport:
             "critical_failures": [r.label() for r in self.critical_failures],
             "warnings": [r.label() for r in self.warnings],
             "results": [asdict(r) for r in self.results],
+            "docs_pages": self.docs_pages,
             "markdown": validation_markdown(self),
         }
 
@@ -328,12 +330,19 @@ def _gx_frame(frame: pl.DataFrame, expectations: list[dict[str, Any]]) -> Any:
     return frame.with_columns(pl.col(text).cast(pl.Categorical)).to_pandas()
 
 
-def _build_docs_for_run(ctx: AbstractDataContext, run_id: str) -> None:
-    """Render this run's result pages plus the index (not every past run again)."""
+def _build_docs_for_run(ctx: AbstractDataContext, run_id: str) -> dict[str, str]:
+    """Render this run's result pages plus the index (not every past run again); returns
+    each suite's page URL, which the run summary links."""
     keys = [
         key for key in ctx.validation_results_store.list_keys() if key.run_id.run_name == run_id
     ]
     ctx.build_data_docs(site_names=[DOCS_SITE], resource_identifiers=keys)
+    pages = {}
+    for key in keys:
+        urls = ctx.get_docs_sites_urls(resource_identifier=key, site_name=DOCS_SITE)
+        if urls and urls[0].get("site_url"):
+            pages[key.expectation_suite_identifier.name] = str(urls[0]["site_url"])
+    return dict(sorted(pages.items()))
 
 
 def validate_run(
@@ -371,11 +380,16 @@ def validate_run(
             active = _active_expectations(spec, fetched_objects)
             results.extend(_run_suite(ctx, spec, active, frames[name], run_id))
             lap(f"suite:{name}")
-        _build_docs_for_run(ctx, run_id)
+        docs_pages = _build_docs_for_run(ctx, run_id)
         lap("data_docs")
     critical_ok = all(r.success for r in results if r.severity == "critical")
     report = ValidationReport(
-        run_id, critical_ok, results, time.perf_counter() - started, timings=timings
+        run_id,
+        critical_ok,
+        results,
+        time.perf_counter() - started,
+        timings=timings,
+        docs_pages=docs_pages,
     )
     report.json_path = lake.validation_dir / "runs" / f"{run_id}.json"
     atomic_write_json(report.json_path, report.to_dict())

@@ -136,6 +136,7 @@ def _forget_handle(pgdata: Path) -> None:
 
 def stop_embedded(lake: Lake) -> bool:
     """Stop the embedded PostgreSQL of this lake; False when it was not running."""
+    _ensure_runtime_dir()
     import pgserver
     from pgserver.utils import PostmasterInfo
 

@@ -12,6 +12,7 @@ from support_pipeline import (
     one_error_line,
     pipeline_env,
     tree_hashes,
+    upload,
     vdp,
 )
 
@@ -52,6 +53,8 @@ def test_lake_root_under_a_regular_file_fails_in_one_line(
     """Tests run as root, so permissions cannot make a directory unwritable; a path under a
     regular file can never be created."""
     bucket = new_bucket(moto_endpoint)
+    # One object, so the day passes the feed check and the lake root is what fails.
+    upload(moto_endpoint, bucket, {f"data/{SAMPLE_DAY}-00-00-0-events.json": b"{}\n"})
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file, not a directory\n")
     lake = blocker / "lake"

@@ -156,7 +156,10 @@ def test_period_finishing_before_it_starts_stops_the_run(
     lines += drive("v1", D2, 18, range(5, 25, 5), 52.50)
     label = "fact_operating_period.expect_column_pair_values_a_to_be_greater_than_b"
     state = assert_gate_stops(scenario, moto_endpoint, lines, f"{label}(finish_at > start_at)")
-    markdown = run_artifacts(state.state_details.flow_run_id)["run-summary-2019-06-02"]
+    artifacts = run_artifacts(state.state_details.flow_run_id)
+    summary, markdown = artifacts["run-summary-2019-06-02"], artifacts["validation-2019-06-02"]
+    assert "| validate | outcome | FAILED" in summary and "# Data validation" not in summary
+    assert "**Every expectation:** artifact `validation-2019-06-02`" in summary
     assert "# Data validation FAILED" in markdown
     suite, expectation = label.split(".")
     row = f"| {suite} | {expectation} | finish_at > start_at | critical | FAIL | 1 |"
@@ -193,10 +196,21 @@ def test_warning_level_breach_loads_and_shows_in_the_run_artifact(
     assert validation["warnings"] == [
         "fact_operating_period.expect_column_values_to_be_between(period_hours)"
     ]
-    markdown = run_artifacts(state.state_details.flow_run_id)["run-summary-2019-06-02"]
-    assert "| validate | outcome | passed, 1 warning(s) |" in markdown
+    artifacts = run_artifacts(state.state_details.flow_run_id)
+    summary, markdown = artifacts["run-summary-2019-06-02"], artifacts["validation-2019-06-02"]
+    assert "| validate | outcome | passed, 1 warning(s) |" in summary
     row = "| expect_column_values_to_be_between | period_hours | warning | FAIL | 1 |"
-    assert f"| fact_operating_period {row}" in markdown
+    assert f"| fact_operating_period {row}" in markdown and row not in summary
+    _assert_links_the_data_docs(summary, validation["docs_pages"])
     answer, _ = scenario.state()
     loaded = dict(answer["avg_distance_per_operating_period"])
     assert loaded["op-long"]["vehicles"] == 1 and loaded["op-base"]["vehicles"] == 2
+
+
+def _assert_links_the_data_docs(summary: str, pages: dict[str, str]) -> None:
+    """The summary links each suite's Data Docs page of this run, and each page exists."""
+    assert "fact_operating_period" in pages
+    for suite, url in pages.items():
+        assert url.startswith("file://") and url.endswith(".html")
+        assert Path(url.removeprefix("file://")).is_file(), url
+        assert f"[{suite}]({url})" in summary
