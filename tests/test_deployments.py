@@ -246,6 +246,7 @@ async def _schedule_daily(api_url: str, scheduled_at: dt.datetime) -> UUID:
 
 def test_scheduled_daily_run_catches_a_late_object_of_the_day_before(
     deployed: dict[str, str],
+    prefect_backend: None,
     s3_bucket: str,
     moto_endpoint: str,
     pg_url: str,
@@ -254,8 +255,6 @@ def test_scheduled_daily_run_catches_a_late_object_of_the_day_before(
 ) -> None:
     """D's scheduled run misses an object that lands later; D+1's scheduled run (no date)
     fetches it through its lookback, and the warehouse equals loading both days at once."""
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
     from flows.generate import generate
 
     day2 = SOURCE_DAY + dt.timedelta(days=1)
@@ -287,7 +286,10 @@ def test_scheduled_daily_run_catches_a_late_object_of_the_day_before(
     everything = new_bucket(moto_endpoint)
     upload(moto_endpoint, everything, objects)
     got = warehouse_tables(pg_url)
-    with database(pg_server_url) as url, temporary_settings({PREFECT_API_URL: api}):
+    # In-process runs use the session's temporary API: Prefect keeps one concurrency-slot
+    # service per set of limit names for the life of the process, bound to the API it first
+    # talked to, so these runs must not use the module's server (gone after this module).
+    with database(pg_server_url) as url:
         run_days(
             pipeline_env(f"s3://{everything}/data/", tmp_path / "lake2", url, moto_endpoint),
             [SOURCE_DAY, day2],
