@@ -25,6 +25,7 @@ EVENTS_SCHEMA = pl.Schema(
         "location_at": _UTC,
         "period_start": _UTC,
         "period_finish": _UTC,
+        "break_vehicle_id": pl.String,
         "is_valid_point": pl.Boolean,
         "source_key": pl.String,
         "line_number": pl.Int64,
@@ -52,7 +53,11 @@ def read_events(events_paths: list[Path]) -> pl.DataFrame:
     files = _parquet_files(events_paths)
     if not files:
         return pl.DataFrame(schema=EVENTS_SCHEMA)
-    return pl.read_parquet(files, hive_partitioning=False)
+    # files staged before a column was added lack it: it reads as null there
+    scan = pl.scan_parquet(
+        files, hive_partitioning=False, schema=EVENTS_SCHEMA, missing_columns="insert"
+    )
+    return scan.collect()
 
 
 def read_curated(curated_dir: Path, table: str) -> pl.DataFrame:
