@@ -248,3 +248,78 @@ def test_a_break_event_with_no_period_around_recomputes_nothing(lake: Lake) -> N
     write_events(lake, D2, [far, period_event("delete", "p0", "2019-06-02T08:00:00Z", None, None)])
     assert publish(lake, [D2]).recomputed_period_ids == []
     assert curated(lake)["fact_break"]["break_id"].to_list() == ["b1"]
+
+
+# Against the independent reference on generated days with breaks ----------------------------
+
+
+@pytest.fixture(scope="module")
+def generated_with_breaks(tmp_path_factory) -> tuple[Path, dict]:
+    import json
+
+    from flows.generate import generate
+
+    out = tmp_path_factory.mktemp("breaks")
+    result = generate(
+        str(out), D1, 3, orgs=2, vehicles=5, seed=5, quirk_rate=0.02, break_rate=1.0,
+        events_per_day=3000,
+    )  # fmt: skip
+    return out / "data", json.loads(Path(result.expected).read_text())
+
+
+def stage_all(lake: Lake, data: Path) -> list[dt.date]:
+    from flows.reference import source_day_of
+    from flows.stage import stage_source_day
+
+    days = set()
+    for path in sorted(data.iterdir()):
+        day = dt.date.fromisoformat(source_day_of(path.name))
+        lake.raw_day(day).mkdir(parents=True, exist_ok=True)
+        (lake.raw_day(day) / path.name).write_bytes(path.read_bytes())
+        days.add(day)
+    for day in sorted(days):
+        stage_source_day(lake, day)
+    return sorted(days)
+
+
+def iso_z(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@pytest.mark.parametrize("order", list(itertools.permutations(range(3))))
+def test_generated_days_with_breaks_match_the_reference_in_any_order(
+    tmp_path: Path, generated_with_breaks, order
+) -> None:
+    data, expected = generated_with_breaks
+    lake = Lake(tmp_path / "lake")
+    days = stage_all(lake, data)
+    for i in order:
+        publish(lake, [days[i]])
+    tables = curated(lake)
+    got_breaks = {
+        r["break_id"]: (r["vehicle_id"], r["organization_id"], iso_z(r["start_at"]),
+                        iso_z(r["finish_at"]), r["is_deleted"])
+        for r in tables["fact_break"].to_dicts()
+    }  # fmt: skip
+    want_breaks = {
+        b["break_id"]: (b["vehicle_id"], b["organization_id"], b["start_at"], b["finish_at"],
+                        b["is_deleted"])
+        for b in expected["breaks"]
+    }  # fmt: skip
+    assert got_breaks == want_breaks and len(want_breaks) > 10
+    got = {
+        (r["operating_period_id"], r["vehicle_id"]): r
+        for r in tables["fact_vehicle_operating_period"].to_dicts()
+    }
+    want = {
+        (p["operating_period_id"], vehicle): v
+        for p in expected["periods"]
+        for vehicle, v in p["vehicle_distances"].items()
+    }
+    assert set(got) == set(want)
+    with_breaks = [k for k, w in want.items() if w["break_distance_km"] > 0]
+    assert len(with_breaks) > 5 and any(want[k]["distance_km"] > 0 for k in with_breaks)
+    for key, w in want.items():
+        for column in ("distance_km", "break_distance_km"):
+            assert got[key][column] == pytest.approx(w[column], rel=1e-9, abs=1e-12), key
+        assert got[key]["location_points"] == w["location_points"], key
