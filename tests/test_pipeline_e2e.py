@@ -278,8 +278,9 @@ def test_generated_days_load_the_expected_answer(forward: Loaded, generated: Gen
     }
     assert set(vehicles) == set(want_vehicles)
     for key, want in want_vehicles.items():
-        _, _, _, km, points, first, last = vehicles[key]
+        _, _, _, km, points, first, last, break_km = vehicles[key]
         assert km == pytest.approx(want["distance_km"], rel=1e-9, abs=1e-12)
+        assert break_km == pytest.approx(want["break_distance_km"], rel=1e-9, abs=1e-12)
         assert (points, _iso(first), _iso(last)) == (
             want["location_points"],
             want["first_location_at"],
