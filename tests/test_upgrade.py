@@ -117,7 +117,7 @@ def test_a_lake_and_warehouse_of_the_previous_version_upgrade_without_a_manual_s
         again = publish_now(old, old_url, DAYS[2:])
         assert again["published_source_days"] == [DAYS[2].isoformat()]
         # the previous version quarantined break lines (unknown_entity): re-staging its days
-        # from the raw zone, as `vdp reprocess` does, brings their breaks in
+        # from the raw zone, as running them again does, brings their breaks in
         breaks_before_restage = curated(old)["fact_break"].height
         stage_days(old, data, DAYS[:2])
         publish_now(old, old_url, DAYS[:2])
