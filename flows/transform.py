@@ -49,9 +49,6 @@ EVENTS_SCHEMA: dict[str, str] = {
     "source_day": "date",
 }
 
-# Events columns added after files were first staged: older files lack them (read as NULL).
-EVENTS_ADDED_COLUMNS = ("break_vehicle_id",)
-
 CURATED_SCHEMAS: dict[str, dict[str, str]] = {
     "fact_operating_period": {
         "operating_period_id": "varchar",

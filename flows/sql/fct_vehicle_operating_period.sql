@@ -1,8 +1,9 @@
 -- Distance per vehicle and period: haversine over consecutive points by location_at, for the
 -- recomputed periods; a leg that a live break of the vehicle (same organization) touches
--- (break start <= leg end and break finish >= leg start) counts as break distance instead; the published rows of every other still existing period of the
--- partitions being rewritten are kept. period_date (the period's start date) names the
--- partition a row is written to and is not a column of the table.
+-- (break start <= leg end and break finish >= leg start) counts as break distance instead.
+-- The published rows of every other still existing period of the partitions being rewritten
+-- are kept. period_date (the period's start date) names the partition a row is written to
+-- and is not a column of the table.
 -- The sum is ordered so a re-run adds the legs in the same order and gives the same bits.
 with periods as (
     select
