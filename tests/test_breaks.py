@@ -8,6 +8,7 @@ import datetime as dt
 import itertools
 from pathlib import Path
 
+import polars as pl
 import pytest
 from support_events import break_event, period_event, publish, vehicle_update, write_events
 from test_transform import (
@@ -323,3 +324,20 @@ def test_generated_days_with_breaks_match_the_reference_in_any_order(
         for column in ("distance_km", "break_distance_km"):
             assert got[key][column] == pytest.approx(w[column], rel=1e-9, abs=1e-12), key
         assert got[key]["location_points"] == w["location_points"], key
+
+
+def test_lake_views_show_breaks_and_read_events_staged_before_breaks(lake: Lake) -> None:
+    from flows.catalog import query, refresh_catalog
+
+    write_events(lake, D1, [create(*P1), *track()])
+    old = next(lake.events_dir.rglob("*.parquet"))  # staged as the version before breaks did
+    pl.read_parquet(old).drop("break_vehicle_id").write_parquet(old)
+    write_events(lake, D2, [brk("b1", "2019-06-01T10:05:00Z", "2019-06-01T10:15:00Z")])
+    publish(lake, [D1, D2])
+    refresh_catalog(lake)
+    _, rows = query(lake, 'select "on", count(break_vehicle_id) from events group by 1 order by 1')
+    assert rows == [("break", 1), ("operating_period", 0), ("vehicle", 0)]
+    _, rows = query(lake, "select break_id, vehicle_id, is_deleted from fact_break")
+    assert rows == [("b1", "v1", False)]
+    _, rows = query(lake, "select break_distance_km from fact_vehicle_operating_period")
+    assert rows == [(pytest.approx(lat_km(0.02)),)]
