@@ -18,8 +18,8 @@ import duckdb
 from flows.lake import Lake
 from flows.transform import (
     CURATED_SCHEMAS,
-    EVENTS_SCHEMA,
     PARTITION_KEYS,
+    events_select,
     parquet_select,
     read_sql,
 )
@@ -49,7 +49,7 @@ def _curated_glob(lake: Lake, table: str) -> str:
 def catalog_views(lake: Lake) -> dict[str, str]:
     """View name -> select, in creation order (later views use earlier ones)."""
     views = {
-        "staged_events": parquet_select([lake.events_glob], EVENTS_SCHEMA),
+        "staged_events": events_select([lake.events_glob]),
         "events": read_sql("events_distinct"),
         "quarantine": parquet_select([lake.quarantine_glob], QUARANTINE_SCHEMA),
     }

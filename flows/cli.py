@@ -103,6 +103,7 @@ def cmd_generate(args: argparse.Namespace) -> None:
         seed=args.seed,
         quirk_rate=args.quirk_rate,
         events_per_day=args.events_per_day,
+        break_rate=args.break_rate,
         s3_endpoint_url=settings.s3_endpoint_url,
         s3_region=settings.s3_region,
     )
@@ -293,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quirk-rate", type=float, default=0.01)
     p.add_argument("--events-per-day", type=int, default=None)
+    p.add_argument(
+        "--break-rate", type=float, default=0.3, help="chance a driver breaks in a period"
+    )
     p = add("report", cmd_report, "the BI answer from the warehouse")
     p.add_argument("--date", type=_date, help="only periods overlapping this UTC date")
     p = add("query", cmd_query, "SQL over the lake in DuckDB")

@@ -18,6 +18,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from flows import reference
+from flows.generate_breaks import break_lines, plan_breaks
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -495,6 +496,24 @@ def _plan(
     return fleet, periods
 
 
+def _live_periods(periods: list[_Period]) -> list[tuple[str, int, int]]:
+    """(org, start, finish) of the periods whose last event is a create."""
+    return [(p.org, *p.bounds) for p in periods if max(p.events)[1] == "create"]
+
+
+def _drivers(fleet: list[_Vehicle]):
+    """Which vehicles of an organization drive at some time within [start, finish]."""
+
+    def drivers(org: str, start: int, finish: int) -> list[str]:
+        return [
+            v.id
+            for v in fleet
+            if v.org == org and any(b <= finish and e >= start for b, e in v.drives)
+        ]
+
+    return drivers
+
+
 def _step_ms(fleet: list[_Vehicle], periods: list[_Period], per_day: int | None, days: int) -> int:
     """Mean time between location updates: 5 s, or what reaches events_per_day."""
     if per_day is None:
@@ -506,7 +525,7 @@ def _step_ms(fleet: list[_Vehicle], periods: list[_Period], per_day: int | None,
 
 
 def _check_args(
-    days: int, orgs: int, vehicles: int, quirk_rate: float, per_day: int | None
+    days: int, orgs: int, vehicles: int, quirk_rate: float, per_day: int | None, break_rate: float
 ) -> None:
     if days < 1 or orgs < 1 or vehicles < 1:
         raise GenerateError(
@@ -516,6 +535,8 @@ def _check_args(
         raise GenerateError(f"quirk_rate must be within [0, 0.1] (got {quirk_rate})")
     if per_day is not None and per_day < 1:
         raise GenerateError(f"events_per_day must be >= 1 (got {per_day})")
+    if not 0 <= break_rate <= 1:
+        raise GenerateError(f"break_rate must be within [0, 1] (got {break_rate})")
 
 
 def generate(
@@ -529,11 +550,13 @@ def generate(
     s3_endpoint_url: str | None = None,
     s3_region: str = "us-east-1",
     events_per_day: int | None = None,
+    break_rate: float = 0.3,
 ) -> GenerateResult:
-    """Write `days` days of objects named from `start` on, and expected.json beside data/."""
+    """Write `days` days of objects named from `start` on, and expected.json beside data/.
+    ``break_rate``: the chance that a vehicle driving in a period takes a break in it."""
     if isinstance(start, str):
         start = dt.date.fromisoformat(start)
-    _check_args(days, orgs, vehicles, quirk_rate, events_per_day)
+    _check_args(days, orgs, vehicles, quirk_rate, events_per_day, break_rate)
     out = str(out)
     is_s3 = out.startswith("s3://")
     sink = _S3Sink(out, s3_endpoint_url, s3_region) if is_s3 else _LocalSink(Path(out))
@@ -548,6 +571,12 @@ def generate(
     for vehicle in fleet:
         for begin, end in vehicle.drives:
             emitter.shift(vehicle, begin, end)
+    end_ms = base + days * DAY_MS
+    for planned in plan_breaks(
+        seed, break_rate, quirk_rate, _live_periods(periods), _drivers(fleet), end_ms
+    ):
+        for at, line in break_lines(planned, _ts):
+            emitter.put(at, line)
     min_lines = max(FILE_MIN_LINES, (events_per_day or 0) // FILES_PER_DAY)
     totals, late = _write_days(rng, quirk_rate, emitter.buckets, min_lines, sink)
     analysis = reference.analyze(sink.objects())
@@ -559,6 +588,7 @@ def generate(
         "seed": seed,
         "quirk_rate": quirk_rate,
         "events_per_day": events_per_day,
+        "break_rate": break_rate,
         "name_clock_offset_hours": NAME_CLOCK_OFFSET_MS // HOUR_MS,
     }
     expected = {
@@ -566,6 +596,7 @@ def generate(
         "late_keys": late,
         "source_days": analysis.source_days(),
         "periods": analysis.periods(),
+        "breaks": analysis.breaks(),
     }
     where = sink.finish(json.dumps(expected, indent=1, sort_keys=True).encode())
     return GenerateResult(out, totals[0], totals[1], totals[2], late, where)

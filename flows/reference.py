@@ -26,7 +26,9 @@ ONE_MICROSECOND = dt.timedelta(microseconds=1)
 ENTITY_EVENTS = {
     "vehicle": ("register", "update", "deregister"),
     "operating_period": ("create", "delete"),
+    "break": ("create", "delete"),
 }
+BOUNDED = ("operating_period", "break")  # entities with data.start / data.finish
 BOM = b"\xef\xbb\xbf"
 _DAY_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})")
 
@@ -79,7 +81,9 @@ def _require(obj: dict) -> tuple[str, str, dict]:
         raise _Rejected("unknown_entity")
     if not isinstance(event, str) or event not in ENTITY_EVENTS[on]:
         raise _Rejected("unknown_event")
-    if on == "operating_period" and event == "create":
+    if on == "break" and data.get("vehicle_id") is None:
+        raise _Rejected("missing_field:data.vehicle_id")
+    if on == "break" or (on == "operating_period" and event == "create"):
         for name in ("start", "finish"):
             if data.get(name) is None:
                 raise _Rejected(f"missing_field:data.{name}")
@@ -120,6 +124,9 @@ def _typed_event(obj: dict) -> dict:
     entity_id, org = data["id"], obj["organization_id"]
     if not isinstance(entity_id, str):
         raise _Rejected("invalid_type:data.id")
+    vehicle_id = data.get("vehicle_id") if on == "break" else None
+    if on == "break" and not isinstance(vehicle_id, str):
+        raise _Rejected("invalid_type:data.vehicle_id")
     if not isinstance(org, str):
         raise _Rejected("invalid_type:organization_id")
     lat, lng, raw_location_at = _location(on, data)
@@ -129,7 +136,7 @@ def _typed_event(obj: dict) -> dict:
     else:
         location_at = parse_timestamp(raw_location_at, "data.location.at")
     start = finish = None
-    if on == "operating_period":
+    if on in BOUNDED:
         start = parse_timestamp(data.get("start"), "data.start")
         finish = parse_timestamp(data.get("finish"), "data.finish")
     named = (("at", at), ("data.location.at", location_at), ("data.start", start))
@@ -147,6 +154,7 @@ def _typed_event(obj: dict) -> dict:
         "location_at": location_at,
         "period_start": start,
         "period_finish": finish,
+        "break_vehicle_id": vehicle_id,
     }
     event_row["is_valid_point"] = is_valid_point(event_row)
     event_row["event_id"] = event_id(event_row)
@@ -185,6 +193,8 @@ def event_id(event: dict) -> str:
         _micros(event["period_start"]),
         _micros(event["period_finish"]),
     ]
+    if event.get("break_vehicle_id") is not None:  # only breaks: other ids stay as they were
+        parts.append(event["break_vehicle_id"])
     text = "|".join("" if part is None else part for part in parts)
     return hashlib.md5(text.encode(), usedforsecurity=False).hexdigest()
 
@@ -269,6 +279,7 @@ class Analysis:
 
     days: dict[str, _DayStats] = field(default_factory=dict)
     period_events: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
+    break_events: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     points: dict[tuple[str, dt.datetime], tuple] = field(default_factory=dict)
     seen: set = field(default_factory=set)
 
@@ -299,6 +310,8 @@ class Analysis:
         self.seen.add(event["event_id"])
         if event["on"] == "operating_period":
             self.period_events[event["entity_id"]].append(event)
+        elif event["on"] == "break":
+            self.break_events[event["entity_id"]].append(event)
         elif event["is_valid_point"]:
             key = (event["entity_id"], event["location_at"])
             candidate = (event["at"], event["lat"], event["lng"], event["organization_id"])
@@ -310,7 +323,10 @@ class Analysis:
         return {day: self.days[day].as_dict() for day in sorted(self.days)}
 
     def periods(self) -> list[dict]:
-        return compute_periods(self.period_events, self.points)
+        return compute_periods(self.period_events, self.points, self.break_events)
+
+    def breaks(self) -> list[dict]:
+        return compute_breaks(self.break_events)
 
 
 def analyze(objects: ObjectLike | Iterable[ObjectLike]) -> Analysis:
@@ -338,11 +354,51 @@ def _period_order(event: dict) -> tuple:
         event["period_start"] or MIN_AT,
         event["period_finish"] or MIN_AT,
         event["organization_id"],
+        event.get("break_vehicle_id") or "",
     )
 
 
+def compute_breaks(break_events: dict[str, list[dict]]) -> list[dict]:
+    """Breaks sorted by id, by the operating-period rule: the last event decides liveness (a
+    delete wins a tie), the latest create gives bounds, vehicle and organization."""
+    breaks = []
+    for break_id in sorted(break_events):
+        events = sorted(break_events[break_id], key=_period_order)
+        creates = [e for e in events if e["event"] == "create"]
+        if not creates:
+            continue
+        latest = creates[-1]
+        breaks.append(
+            {
+                "break_id": break_id,
+                "vehicle_id": latest["break_vehicle_id"],
+                "organization_id": latest["organization_id"],
+                "start_at": iso(latest["period_start"]),
+                "finish_at": iso(latest["period_finish"]),
+                "is_deleted": events[-1]["event"] == "delete",
+            }
+        )
+    return breaks
+
+
+def _live_breaks(break_events: dict[str, list[dict]]) -> dict[tuple[str, str], list[tuple]]:
+    """(vehicle, organization) -> (start, finish) of each of its live breaks."""
+    live: dict[tuple[str, str], list[tuple]] = defaultdict(list)
+    for b in compute_breaks(break_events):
+        if not b["is_deleted"]:
+            bounds = (_parse_iso(b["start_at"]), _parse_iso(b["finish_at"]))
+            live[(b["vehicle_id"], b["organization_id"])].append(bounds)
+    return live
+
+
+def _parse_iso(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.UTC)
+
+
 def compute_periods(
-    period_events: dict[str, list[dict]], points: dict[tuple[str, dt.datetime], tuple]
+    period_events: dict[str, list[dict]],
+    points: dict[tuple[str, dt.datetime], tuple],
+    break_events: dict[str, list[dict]] | None = None,
 ) -> list[dict]:
     """Periods sorted by id; a period needs at least one create (its bounds come from one)."""
     by_org: dict[str, list[tuple]] = defaultdict(list)
@@ -352,31 +408,43 @@ def compute_periods(
     for org, rows in by_org.items():
         rows.sort()
         timelines[org] = ([row[0] for row in rows], rows)
+    breaks = _live_breaks(break_events or {})
     periods = []
     for period_id in sorted(period_events):
         events = sorted(period_events[period_id], key=_period_order)
         creates = [e for e in events if e["event"] == "create"]
         if creates:
-            periods.append(_period_answer(period_id, events, creates[-1], timelines))
+            periods.append(_period_answer(period_id, events, creates[-1], timelines, breaks))
     return periods
 
 
-def _period_answer(period_id: str, events: list[dict], latest: dict, timelines: dict) -> dict:
+def _in_break(breaks: list[tuple], leg_start: dt.datetime, leg_end: dt.datetime) -> bool:
+    """A leg is left out when a break touches its time span (boundaries included)."""
+    return any(start <= leg_end and finish >= leg_start for start, finish in breaks)
+
+
+def _period_answer(
+    period_id: str, events: list[dict], latest: dict, timelines: dict, breaks: dict
+) -> dict:
     org, start, finish = latest["organization_id"], latest["period_start"], latest["period_finish"]
     times, rows = timelines.get(org, ([], []))
     per_vehicle: dict[str, dict] = {}
-    last: dict[str, tuple[float, float]] = {}
+    last: dict[str, tuple[dt.datetime, float, float]] = {}
     window = rows[bisect_left(times, start) : bisect_right(times, finish)]
     for location_at, vehicle, lat, lng in window:
         acc = per_vehicle.get(vehicle)
         if acc is None:
             per_vehicle[vehicle] = acc = {"distance_km": 0.0, "location_points": 0}
+            acc["break_distance_km"] = 0.0
             acc["first_location_at"] = iso(location_at)
         else:
-            acc["distance_km"] += haversine_km(*last[vehicle], lat, lng)
+            previous_at, previous_lat, previous_lng = last[vehicle]
+            leg_km = haversine_km(previous_lat, previous_lng, lat, lng)
+            in_break = _in_break(breaks.get((vehicle, org), []), previous_at, location_at)
+            acc["break_distance_km" if in_break else "distance_km"] += leg_km
         acc["location_points"] += 1
         acc["last_location_at"] = iso(location_at)
-        last[vehicle] = (lat, lng)
+        last[vehicle] = (location_at, lat, lng)
     distances = {vehicle: per_vehicle[vehicle] for vehicle in sorted(per_vehicle)}
     total = sum(v["distance_km"] for v in distances.values())
     return {
@@ -388,5 +456,6 @@ def _period_answer(period_id: str, events: list[dict], latest: dict, timelines: 
         "vehicles": len(distances),
         "avg_distance_km": total / len(distances) if distances else None,
         "total_distance_km": total,
+        "total_break_distance_km": sum(v["break_distance_km"] for v in distances.values()),
         "vehicle_distances": distances,
     }

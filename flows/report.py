@@ -19,6 +19,7 @@ ANSWER_COLUMNS = [
     "vehicles",
     "avg_distance_km",
     "total_distance_km",
+    "total_break_distance_km",  # beside the distance: what breaks left out of it
 ]
 
 

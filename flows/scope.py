@@ -19,7 +19,7 @@ import polars as pl
 from flows.lake import Lake
 
 VERSION_FILE = "version.json"
-STATE_VERSION = 1  # bump when the state's shape changes: the next run rebuilds it
+STATE_VERSION = 2  # bump when the state's shape changes: the next run rebuilds it (2: breaks)
 RECORD_SCHEMA = {
     "source_day": pl.Date,
     "event_date": pl.Date,

@@ -40,6 +40,7 @@ EVENTS_SCHEMA: dict[str, str] = {
     "location_at": "timestamptz",
     "period_start": "timestamptz",
     "period_finish": "timestamptz",
+    "break_vehicle_id": "varchar",
     "is_valid_point": "boolean",
     "source_key": "varchar",
     "line_number": "bigint",
@@ -58,11 +59,22 @@ CURATED_SCHEMAS: dict[str, dict[str, str]] = {
         "created_at": "timestamptz",
         "updated_at": "timestamptz",
     },
+    "fact_break": {
+        "break_id": "varchar",
+        "vehicle_id": "varchar",
+        "organization_id": "varchar",
+        "start_at": "timestamptz",
+        "finish_at": "timestamptz",
+        "is_deleted": "boolean",
+        "created_at": "timestamptz",
+        "updated_at": "timestamptz",
+    },
     "fact_vehicle_operating_period": {
         "operating_period_id": "varchar",
         "vehicle_id": "varchar",
         "organization_id": "varchar",
         "distance_km": "double",
+        "break_distance_km": "double",
         "location_points": "bigint",
         "first_location_at": "timestamptz",
         "last_location_at": "timestamptz",
@@ -105,8 +117,17 @@ CURATED_SCHEMAS: dict[str, dict[str, str]] = {
     },
 }
 
-# Curated tables replaced whole on every run (small: one row per period, vehicle, org, day).
-WHOLE_TABLES = ("fact_operating_period", "dim_vehicle", "dim_organization", "dim_date")
+# Curated tables replaced whole on every run (small: one row per period, break, vehicle, org,
+# day).
+WHOLE_TABLES = (
+    "fact_operating_period",
+    "fact_break",
+    "dim_vehicle",
+    "dim_organization",
+    "dim_date",
+)
+# Whole tables the transform builds before choosing the periods to recompute.
+EVENT_FACTS = ("fact_operating_period", "fact_break")
 # Curated tables replaced per date partition: only the partitions a run touches are written.
 PARTITION_KEYS = {
     "fact_vehicle_event": "event_date",  # the event date; also a column of the table
@@ -125,6 +146,17 @@ STATE_SCHEMAS: dict[str, dict[str, str]] = {
         "organization_id": "varchar",
         "period_start": "timestamptz",
         "period_finish": "timestamptz",
+        "event_id": "varchar",
+        "event_date": "date",
+    },
+    "break_events": {
+        "break_id": "varchar",
+        "event": "varchar",
+        "at": "timestamptz",
+        "organization_id": "varchar",
+        "vehicle_id": "varchar",
+        "break_start": "timestamptz",
+        "break_finish": "timestamptz",
         "event_id": "varchar",
         "event_date": "date",
     },
@@ -224,14 +256,25 @@ def empty_select(schema: dict[str, str]) -> str:
     return f"select {columns} limit 0"
 
 
-def parquet_select(files: list[str], schema: dict[str, str]) -> str:
-    """Select the schema's columns from Parquet files or globs, or an empty select if none match."""
+def parquet_select(files: list[str], schema: dict[str, str], tolerant: bool = False) -> str:
+    """Select the schema's columns from Parquet files or globs, or an empty select if none match.
+    ``tolerant`` reads files written before a column was added (the column is NULL there)."""
     paths = [f for f in files if glob.glob(f)]
     if not paths:
         return empty_select(schema)
     listing = ", ".join(sql_literal(p) for p in paths)
     columns = ", ".join(f'"{name}"' for name in schema)
-    return f"select {columns} from read_parquet([{listing}], hive_partitioning = false)"
+    if not tolerant:
+        return f"select {columns} from read_parquet([{listing}], hive_partitioning = false)"
+    files_select = (
+        f"select * from read_parquet([{listing}], hive_partitioning = false, union_by_name = true)"
+    )
+    return f"select {columns} from (({empty_select(schema)}) union all by name ({files_select}))"
+
+
+def events_select(files: list[str]) -> str:
+    """The staged events of files or globs, whichever version of the schema staged them."""
+    return parquet_select(files, EVENTS_SCHEMA, tolerant=True)
 
 
 def connect(
@@ -266,10 +309,11 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, scope: Scope) -
     state those dates and periods need; a rebuild starts from empty state."""
     _dates_table(con, "touched_dates", scope.event_dates)
     touched = [p for d in scope.event_dates for p in lake.events_partitions_on(d)]
-    _view(con, "staged_events", _parquet_files(touched), EVENTS_SCHEMA)
-    _view(con, "run_events", scope.run_files(lake), EVENTS_SCHEMA)
+    con.sql(f"create view staged_events as {events_select(_parquet_files(touched))}")
+    run_files = [str(f) for f in scope.run_files(lake)]
+    con.sql(f"create view run_events as {events_select(run_files)}")
     con.sql(f"create table events as {read_sql('events_distinct')}")
-    for name in ("period_events", "entity_dates"):
+    for name in ("period_events", "break_events", "entity_dates"):
         files = [] if scope.rebuild else _parquet_files([lake.state_table(name)])
         _view(con, f"previous_{name}", files, STATE_SCHEMAS[name])
     points = (
@@ -288,9 +332,12 @@ def _ids(con: duckdb.DuckDBPyConnection, select: str) -> list:
 
 
 def _select_periods(con: duckdb.DuckDBPyConnection, scope: Scope) -> list[str]:
-    """Period state, then which periods this run recomputes (all of them in a rebuild)."""
+    """Period and break state, then which periods this run recomputes (all of them in a
+    rebuild)."""
     con.sql(f"create table all_period_events as {read_sql('int_period_events')}")
     con.sql(f"create table fact_operating_period as {read_sql('fct_operating_period')}")
+    con.sql(f"create table all_break_events as {read_sql('int_break_events')}")
+    con.sql(f"create table fact_break as {read_sql('fct_break')}")
     con.sql(f"create table touched_points as {read_sql('int_touched_points')}")
     if scope.rebuild:
         recomputed = "select operating_period_id from fact_operating_period"
@@ -385,6 +432,7 @@ def _write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path, scope: Scope) -
     and beside them the rows the warehouse must receive (``_changes/``)."""
     models = {
         "fact_operating_period": "select * from fact_operating_period",
+        "fact_break": "select * from fact_break",
         "dim_vehicle": read_sql("dim_vehicle"),
         "dim_organization": read_sql("dim_organization"),
         "dim_date": read_sql("dim_date"),
@@ -392,7 +440,7 @@ def _write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path, scope: Scope) -
     rows = {}
     changes = out_dir / CHANGES_DIR
     for table, select in models.items():
-        if table != "fact_operating_period":
+        if table not in EVENT_FACTS:
             con.sql(f"create table {table} as {select}")
         rows[table] = _write(con, f"select * from {table}", out_dir / table / "part-0.parquet")
         _write(con, _changed(table, scope.rebuild), changes / table / "part-0.parquet")
@@ -414,6 +462,7 @@ def _write_state(con: duckdb.DuckDBPyConnection, lake: Lake, out_dir: Path, scop
     state = out_dir / STATE_DIR
     for name, select in (
         ("period_events", "select * from all_period_events"),
+        ("break_events", "select * from all_break_events"),
         ("entity_dates", "select * from entity_dates"),
     ):
         _write(con, select, state / name / "part-0.parquet")
@@ -435,7 +484,7 @@ def _moves(
     run rewrote; a rebuild replaces the partitioned tables and the points state whole."""
     moves: dict[Path, Path | None] = {lake.curated_table(t): out_dir / t for t in WHOLE_TABLES}
     state = out_dir / STATE_DIR
-    for name in ("period_events", "entity_dates", "source_days"):
+    for name in ("period_events", "break_events", "entity_dates", "source_days"):
         moves[lake.state_table(name)] = state / name
     partitioned = {PARTITIONED_TABLE: scope.event_dates}
     partitioned["fact_vehicle_operating_period"] = vehicle_dates

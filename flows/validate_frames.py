@@ -25,6 +25,7 @@ EVENTS_SCHEMA = pl.Schema(
         "location_at": _UTC,
         "period_start": _UTC,
         "period_finish": _UTC,
+        "break_vehicle_id": pl.String,
         "is_valid_point": pl.Boolean,
         "source_key": pl.String,
         "line_number": pl.Int64,
@@ -52,13 +53,23 @@ def read_events(events_paths: list[Path]) -> pl.DataFrame:
     files = _parquet_files(events_paths)
     if not files:
         return pl.DataFrame(schema=EVENTS_SCHEMA)
-    return pl.read_parquet(files, hive_partitioning=False)
+    # files staged before a column was added lack it: it reads as null there
+    scan = pl.scan_parquet(
+        files, hive_partitioning=False, schema=EVENTS_SCHEMA, missing_columns="insert"
+    )
+    return scan.collect()
+
+
+# Whole tables validated as the rows the run created or changed: the others passed before.
+CHANGED_ROWS_ONLY = ("fact_break",)
 
 
 def read_curated(curated_dir: Path, table: str) -> pl.DataFrame:
-    """A curated table as the run wrote it; a partitioned one as the rows the run recomputed
-    (``_changes/``), which exist, possibly empty, even when no partition was touched."""
-    if table in PARTITION_KEYS and (Path(curated_dir) / CHANGES_DIR / table).is_dir():
+    """A curated table as the run wrote it; a partitioned one (and fact_break) as the rows the
+    run recomputed (``_changes/``), which exist, possibly empty, even when no partition was
+    touched."""
+    only_changes = table in PARTITION_KEYS or table in CHANGED_ROWS_ONLY
+    if only_changes and (Path(curated_dir) / CHANGES_DIR / table).is_dir():
         table = f"{CHANGES_DIR}/{table}"
     files = (
         _parquet_files([Path(curated_dir) / table]) if (Path(curated_dir) / table).exists() else []
@@ -103,6 +114,28 @@ def with_vehicle_checks(vehicles: pl.DataFrame, periods: pl.DataFrame) -> pl.Dat
     ).drop("start_at", "finish_at")
 
 
+def with_break_checks(breaks: pl.DataFrame, periods: pl.DataFrame) -> pl.DataFrame:
+    """Breaks plus ``break_hours`` and ``overlaps_period`` (a live period of the break's
+    organization overlaps it), because GX checks one table at a time."""
+    live = periods.filter(~pl.col("is_deleted")).select(
+        "organization_id", period_start="start_at", period_finish="finish_at"
+    )
+    overlapping = (
+        breaks.select("break_id", "organization_id", "start_at", "finish_at")
+        .join(live, on="organization_id", how="inner")
+        .filter(
+            (pl.col("period_start") <= pl.col("finish_at"))
+            & (pl.col("period_finish") >= pl.col("start_at"))
+        )
+        .select("break_id")
+        .unique()
+    )
+    hours = (pl.col("finish_at") - pl.col("start_at")).dt.total_microseconds() / 3.6e9
+    return breaks.with_columns(
+        break_hours=hours, overlaps_period=pl.col("break_id").is_in(overlapping["break_id"])
+    )
+
+
 def build_frames(
     suite_names: list[str],
     events_paths: list[Path],
@@ -129,6 +162,9 @@ def build_frames(
                     read_curated(curated_dir, "fact_operating_period"), period_ids
                 )
             table = with_vehicle_checks(table, periods)
+        elif name == "fact_break":
+            all_periods = read_curated(curated_dir, "fact_operating_period")
+            table = with_break_checks(table, all_periods)
         frames[name] = table
     return frames
 

@@ -28,6 +28,7 @@ EVENTS_SCHEMA: dict[str, Any] = {
     "location_at": pl.Datetime("us", "UTC"),
     "period_start": pl.Datetime("us", "UTC"),
     "period_finish": pl.Datetime("us", "UTC"),
+    "break_vehicle_id": pl.String,
     "is_valid_point": pl.Boolean,
     "source_key": pl.String,
     "line_number": pl.Int64,
@@ -66,6 +67,8 @@ def _text(value: object) -> str:
 def event_id(row: dict[str, Any]) -> str:
     """md5 of the |-joined content fields (NULL as empty), per docs/data-model.md."""
     joined = "|".join(_text(row.get(name)) for name in _ID_FIELDS)
+    if row.get("break_vehicle_id") is not None:  # only breaks carry a vehicle id
+        joined += "|" + row["break_vehicle_id"]
     return hashlib.md5(joined.encode()).hexdigest()
 
 
@@ -134,6 +137,16 @@ def period_event(
     """A create or delete event of an operating period."""
     row = {"event": event, "on": "operating_period", "at": at, "entity_id": period}
     row.update({"period_start": start, "period_finish": finish})
+    row.update(extra)
+    return row
+
+
+def break_event(
+    event: str, break_id: str, vehicle: str, at: str, start: str, finish: str, **extra: Any
+) -> dict[str, Any]:
+    """A create or delete event of a driver's break of ``vehicle``."""
+    row = {"event": event, "on": "break", "at": at, "entity_id": break_id}
+    row.update({"period_start": start, "period_finish": finish, "break_vehicle_id": vehicle})
     row.update(extra)
     return row
 

@@ -46,6 +46,16 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "created_at": TS,
         "updated_at": TS,
     },
+    "fact_break": {
+        "break_id": pl.String,
+        "vehicle_id": pl.String,
+        "organization_id": pl.String,
+        "start_at": TS,
+        "finish_at": TS,
+        "is_deleted": pl.Boolean,
+        "created_at": TS,
+        "updated_at": TS,
+    },
     "fact_vehicle_operating_period": {
         "operating_period_id": pl.String,
         "vehicle_id": pl.String,
@@ -54,6 +64,7 @@ SCHEMAS: dict[str, dict[str, pl.DataType]] = {
         "location_points": pl.Int64,
         "first_location_at": TS,
         "last_location_at": TS,
+        "break_distance_km": pl.Float64,  # added by migration 006: the last column
     },
     "fact_vehicle_event": {
         "event_id": pl.String,
@@ -73,6 +84,7 @@ KEYS = {
     "dim_vehicle": "vehicle_id",
     "dim_date": "date_key",
     "fact_operating_period": "operating_period_id",
+    "fact_break": "break_id",
     "fact_vehicle_operating_period": "operating_period_id, vehicle_id",
     "fact_vehicle_event": "event_id",
 }
@@ -140,10 +152,14 @@ def base_curated() -> Curated:
         ("p4", "org-b", ts(D2, 23, 30), ts(D3, 0, 30), False, ts(D2, 23), ts(D2, 23)),
     ]
     vehicle_periods = [
-        ("p1", "v1", "org-a", 3.0, 5, ts(D1, 18, 1), ts(D1, 18, 30)),
-        ("p1", "v2", "org-a", 1.5, 2, ts(D1, 18, 5), ts(D1, 18, 6, 0.25)),
-        ("p3", "v3", "org-b", 2.0, 3, ts(D1, 19, 1), ts(D1, 19, 20)),
-        ("p4", "v3", "org-b", 4.25, 4, ts(D2, 23, 40), ts(D3, 0, 20)),
+        ("p1", "v1", "org-a", 3.0, 5, ts(D1, 18, 1), ts(D1, 18, 30), 0.5),
+        ("p1", "v2", "org-a", 1.5, 2, ts(D1, 18, 5), ts(D1, 18, 6, 0.25), 0.0),
+        ("p3", "v3", "org-b", 2.0, 3, ts(D1, 19, 1), ts(D1, 19, 20), 0.0),
+        ("p4", "v3", "org-b", 4.25, 4, ts(D2, 23, 40), ts(D3, 0, 20), 0.0),
+    ]
+    breaks = [
+        ("b1", "v1", "org-a", ts(D1, 18, 10), ts(D1, 18, 15), False, ts(D1, 18), ts(D1, 18)),
+        ("b2", "v3", "org-b", ts(D1, 19, 5), ts(D1, 19, 6), True, ts(D1, 19), ts(D1, 19, 2)),
     ]
     events = [
         _event("e1", "v1", "org-a", "register", ts(D1, 18), None, None),
@@ -159,6 +175,7 @@ def base_curated() -> Curated:
             "dim_vehicle": vehicles,
             "dim_date": [_date_row(d) for d in (D1, D2, D3)],
             "fact_operating_period": periods,
+            "fact_break": breaks,
             "fact_vehicle_operating_period": vehicle_periods,
             "fact_vehicle_event": events,
         }
@@ -176,9 +193,12 @@ def table_rows(conn: psycopg.Connection, table: str) -> list[tuple]:
 
 
 def snapshot(url: str) -> dict[str, list[tuple]]:
-    """Every warehouse table's rows plus the run ids in load_audit."""
+    """Every warehouse table's rows plus the run ids in load_audit (tables a migration not
+    applied yet would add are left out)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        rows = {table: table_rows(conn, table) for table in KEYS}
+        exists = "select to_regclass(%s) is not null"
+        present = [t for t in KEYS if conn.execute(exists, [f"warehouse.{t}"]).fetchone()[0]]
+        rows = {table: table_rows(conn, table) for table in present}
         audit = conn.execute("select run_id from warehouse.load_audit order by run_id")
         rows["load_audit"] = audit.fetchall()
     return rows

@@ -283,3 +283,55 @@ def test_missing_bucket_is_a_one_line_error(moto_endpoint, s3_client):
         generate("s3://no-such-bucket-here/", s3_endpoint_url=moto_endpoint, **SMALL)
     message = str(info.value)
     assert "no-such-bucket-here" in message and "does not exist" in message and "\n" not in message
+
+
+def test_breaks_come_in_every_shape_and_lifecycle(tmp_path):
+    generate(str(tmp_path), START, 3, orgs=2, vehicles=6, seed=3, quirk_rate=0.05, break_rate=1.0)
+    expected = json.loads((tmp_path / "expected.json").read_text())
+    analysis = reference.analyze(tmp_path / "data")
+    history = defaultdict(list)
+    quarantined = Counter()
+    for name, lines in read_files(tmp_path).items():
+        for line in lines:
+            event, reason = reference.accept_line(line)
+            if reason and '"on":"break"' in line:
+                quarantined[reason] += 1
+            if event and event["on"] == "break":
+                history[event["entity_id"]].append((event["at"], event["event"], name[:10]))
+    sequences = Counter(tuple(k for _, k, _ in sorted(set(h))) for h in history.values())
+    for lifecycle in (("create",), ("create", "create"), ("create", "delete")):
+        assert sequences[lifecycle] >= 3, sequences
+    assert sequences[("create", "delete", "create")] >= 1, sequences
+    late = [b for b, h in history.items() if len({day for *_, day in h}) > 1]
+    assert len(late) >= 3  # later events in a later source day's files
+    assert quarantined["missing_field:data.vehicle_id"] >= 1
+    periods = [p for p in expected["periods"] if not p["is_deleted"]]
+    live = [b for b in expected["breaks"] if not b["is_deleted"]]
+    shapes = Counter()
+    for b in live:
+        overlapped = [
+            p
+            for p in periods
+            if p["organization_id"] == b["organization_id"]
+            and b["start_at"] <= p["finish_at"]
+            and b["finish_at"] >= p["start_at"]
+        ]
+        assert overlapped, b  # every live break falls in a live period of its organization
+        shapes["crosses_start"] += any(b["start_at"] < p["start_at"] for p in overlapped)
+        shapes["crosses_finish"] += any(b["finish_at"] > p["finish_at"] for p in overlapped)
+        start = dt.datetime.fromisoformat(b["start_at"])
+        finish = dt.datetime.fromisoformat(b["finish_at"])
+        shapes["no_points"] += not any(
+            vehicle == b["vehicle_id"] and start <= at <= finish for vehicle, at in analysis.points
+        )
+    assert min(shapes.values()) >= 2 and len(shapes) == 3, shapes
+    assert any(v["break_distance_km"] > 0 for p in periods for v in p["vehicle_distances"].values())
+
+
+def test_no_breaks_at_rate_zero(tmp_path):
+    generate(str(tmp_path), break_rate=0.0, **SMALL)
+    lines = [line for ls in read_files(tmp_path).values() for line in ls]
+    assert lines and not any('"on":"break"' in line for line in lines)
+    assert json.loads((tmp_path / "expected.json").read_text())["breaks"] == []
+    with pytest.raises(GenerateError, match="break_rate must be within"):
+        generate(str(tmp_path / "x"), START, 1, break_rate=1.5)

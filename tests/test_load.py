@@ -91,7 +91,7 @@ def test_reloading_is_idempotent(url: str, tmp_path: Path) -> None:
 def test_second_run_replaces_its_scope_and_removes_stale_rows(url: str, tmp_path: Path) -> None:
     base = base_curated()
     load(url, base.write(tmp_path / "c1"), "run-1")
-    p1_only_v2 = [("p1", "v2", "org-a", 2.5, 3, ts(D1, 18, 5), ts(D1, 18, 40))]
+    p1_only_v2 = [("p1", "v2", "org-a", 2.5, 3, ts(D1, 18, 5), ts(D1, 18, 40), 0.0)]
     day2 = [event("e7", "v3", "org-b", "update", ts(D2, 23, 45), 48.2, 11.6)]
     second = base.with_rows("fact_vehicle_operating_period", p1_only_v2).with_rows(
         "fact_vehicle_event", day2
@@ -110,7 +110,7 @@ def test_second_run_replaces_its_scope_and_removes_stale_rows(url: str, tmp_path
 BAD_ROWS = {
     "negative distance": (
         "fact_vehicle_operating_period",
-        [("p1", "v1", "org-a", -0.5, 2, ts(D1, 18), ts(D1, 18, 1))],
+        [("p1", "v1", "org-a", -0.5, 2, ts(D1, 18), ts(D1, 18, 1), 0.0)],
         "fact_vehicle_operating_period_distance_km_check",
     ),
     "vehicle missing from dim_vehicle": (

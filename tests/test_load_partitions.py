@@ -72,8 +72,9 @@ def test_migration_moves_existing_rows_into_day_partitions(pg_url: str, tmp_path
     rows_before = snapshot(pg_url)
     assert len(rows_before["fact_vehicle_event"]) == 6
 
+    shutil.copy(MIGRATIONS_DIR / "004_partition_fact_vehicle_event.sql", before_004)
     with connect(pg_url) as conn:
-        assert migrate(conn) == ["004_partition_fact_vehicle_event.sql"]
+        assert migrate(conn, before_004) == ["004_partition_fact_vehicle_event.sql"]
     assert snapshot(pg_url) == rows_before
     assert {bound: name for bound, (name, _) in day_partitions(pg_url).items()} == {
         "DEFAULT": "fact_vehicle_event_default",

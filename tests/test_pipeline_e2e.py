@@ -166,7 +166,12 @@ def test_real_sample_passes_every_critical_expectation(sample_run: SampleRun) ->
     assert all(r["severity"] == "warning" for r in failed)
     assert {r["columns"] for r in failed} <= {"avg_speed_kmh"}
     suites = {r["suite"] for r in report["results"]}
-    assert suites == {"events", "fact_operating_period", "fact_vehicle_operating_period"}
+    assert suites == {
+        "events",
+        "fact_operating_period",
+        "fact_break",
+        "fact_vehicle_operating_period",
+    }
 
 
 # generated days with every quirk -------------------------------------------------------------
@@ -248,6 +253,23 @@ def test_generated_days_load_the_expected_answer(forward: Loaded, generated: Gen
     assert {pid: r[4] for pid, r in periods.items()} == {
         p["operating_period_id"]: p["is_deleted"] for p in generated.expected["periods"]
     }
+    breaks = {
+        r[0]: (r[1], r[2], _iso(r[3]), _iso(r[4]), r[5]) for r in forward.tables["fact_break"]
+    }
+    assert breaks == {
+        b["break_id"]: (
+            b["vehicle_id"], b["organization_id"], b["start_at"], b["finish_at"], b["is_deleted"]
+        )
+        for b in generated.expected["breaks"]
+    }  # fmt: skip
+    with psycopg.connect(forward.url) as conn:
+        left_out = dict(conn.execute(
+            "select operating_period_id, sum(break_distance_km)"
+            " from warehouse.fact_vehicle_operating_period group by 1"
+        ).fetchall())  # fmt: skip
+    for p in generated.expected["periods"]:
+        want = p["total_break_distance_km"]
+        assert left_out.get(p["operating_period_id"], 0.0) == pytest.approx(want, abs=1e-9)
     vehicles = {(r[0], r[1]): r for r in forward.tables["fact_vehicle_operating_period"]}
     want_vehicles = {
         (p["operating_period_id"], v): d
@@ -256,8 +278,9 @@ def test_generated_days_load_the_expected_answer(forward: Loaded, generated: Gen
     }
     assert set(vehicles) == set(want_vehicles)
     for key, want in want_vehicles.items():
-        _, _, _, km, points, first, last = vehicles[key]
+        _, _, _, km, points, first, last, break_km = vehicles[key]
         assert km == pytest.approx(want["distance_km"], rel=1e-9, abs=1e-12)
+        assert break_km == pytest.approx(want["break_distance_km"], rel=1e-9, abs=1e-12)
         assert (points, _iso(first), _iso(last)) == (
             want["location_points"],
             want["first_location_at"],
@@ -374,13 +397,18 @@ def test_vdp_report_prints_the_answer_and_filters_by_date(
         "avg_distance_km",
         "|",
         "total_distance_km",
+        "|",
+        "total_break_distance_km",
     ]
     ids = table_column(report.stdout)
     assert sorted(ids) == sorted(live)
     averages = dict(zip(ids, table_column(report.stdout, 5), strict=True))
+    breaks = dict(zip(ids, table_column(report.stdout, 7), strict=True))
     for pid, p in live.items():
         avg = p["avg_distance_km"]
         assert averages[pid] == ("" if avg is None else f"{avg:,.3f}")
+        assert breaks[pid] == f"{p['total_break_distance_km']:,.3f}"
+    assert any(p["total_break_distance_km"] > 0 for p in live.values())
 
     day = generated.days[1]
     lo = dt.datetime.combine(day, dt.time(), dt.UTC)

@@ -18,7 +18,7 @@ README = ROOT / "README.md"
 VENV_BIN = Path(sys.executable).parent
 ANSWER_HEADER = (
     "operating_period_id | organization_id | start_at | finish_at | vehicles | "
-    "avg_distance_km | total_distance_km"
+    "avg_distance_km | total_distance_km | total_break_distance_km"
 )
 
 
@@ -86,6 +86,9 @@ def test_quick_start_runs(tmp_path: Path, pg_url: str, prefect_backend: None):
         assert int(rows[period_id][4]) == period["vehicles"]
         assert float(rows[period_id][6].replace(",", "")) == pytest.approx(
             period["total_distance_km"], abs=5e-4
+        )
+        assert float(rows[period_id][7].replace(",", "")) == pytest.approx(
+            period["total_break_distance_km"], abs=5e-4
         )
     query = next(out for cmd, out in outputs if cmd.startswith("vdp query"))
     assert _columns(query.splitlines()[0]) == "event | n"

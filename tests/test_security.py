@@ -182,6 +182,7 @@ TABLES = (
     "dim_vehicle",
     "dim_date",
     "fact_operating_period",
+    "fact_break",
     "fact_vehicle_operating_period",
     "fact_vehicle_event",
 )

@@ -58,6 +58,19 @@ def period(event: str = "create", at: str = "2019-06-01T18:17:04.086Z", **data: 
     return json.dumps(obj, separators=(",", ":"))
 
 
+def brk(event: str = "create", at: str = "2019-06-01T18:19:00.000Z", **data: Any) -> str:
+    """A driver's break line, shaped like an operating period plus its vehicle."""
+    body = {
+        "id": "br_1",
+        "vehicle_id": VID,
+        "start": "2019-06-01T18:19:00.000Z",
+        "finish": "2019-06-01T18:20:30.000Z",
+        **data,
+    }
+    obj = {"event": event, "on": "break", "at": at, "data": body, "organization_id": "org-id"}
+    return json.dumps(obj, separators=(",", ":"))
+
+
 def write_raw(lake: Lake, name: str, content: bytes | str, day: dt.date = DAY) -> Path:
     path = lake.raw_day(day) / name
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,6 +153,30 @@ def test_event_columns_and_event_id_follow_the_data_model(lake: Lake) -> None:
     }
 
 
+def test_break_events_have_their_vehicle_and_bounds_and_older_ids_are_unchanged(
+    lake: Lake,
+) -> None:
+    write_raw(lake, "2019-06-01-15-17-10-events.json", lines(brk(), period()))
+    stage_source_day(lake, DAY)
+    got = {r["on"]: r for r in events(lake)}
+    created = got["break"]
+    assert (created["entity_id"], created["break_vehicle_id"]) == ("br_1", VID)
+    assert created["period_start"] == dt.datetime(2019, 6, 1, 18, 19, tzinfo=UTC)
+    assert created["period_finish"] == dt.datetime(2019, 6, 1, 18, 20, 30, tzinfo=UTC)
+    assert created["is_valid_point"] is False
+    text = (
+        "create|break|2019-06-01T18:19:00.000000Z|br_1|org-id||||"
+        "2019-06-01T18:19:00.000000Z|2019-06-01T18:20:30.000000Z|" + VID
+    )
+    assert created["event_id"] == hashlib.md5(text.encode()).hexdigest()
+    assert got["operating_period"]["break_vehicle_id"] is None
+    period_text = (
+        "create|operating_period|2019-06-01T18:17:04.086000Z|op_1|org-id||||"
+        "2019-06-01T18:17:04.079000Z|2019-06-01T18:22:04.079000Z"
+    )
+    assert got["operating_period"]["event_id"] == hashlib.md5(period_text.encode()).hexdigest()
+
+
 def test_exact_duplicates_within_a_day_are_counted_and_removed(lake: Lake) -> None:
     other = update(at="2019-06-01T18:20:00Z")
     write_raw(lake, "b.json", lines(update(), other, update()))
@@ -212,6 +249,17 @@ BAD_LINES = [
     ),
     (period(start="1999-12-31T23:59:59.999Z"), "timestamp_out_of_range:data.start"),
     (period(finish="2150-01-01T00:00:00Z"), "timestamp_out_of_range:data.finish"),
+    # every break line, a delete too, names its vehicle and bounds
+    (brk().replace(f'"vehicle_id":"{VID}",', ""), "missing_field:data.vehicle_id"),
+    (brk(vehicle_id=None), "missing_field:data.vehicle_id"),
+    (brk(event="delete", start=None), "missing_field:data.start"),
+    (brk(finish=None), "missing_field:data.finish"),
+    (brk(id=None), "missing_field:data.id"),
+    (brk(event="update"), "unknown_event"),
+    (brk(vehicle_id=42), "invalid_type:data.vehicle_id"),
+    (brk(start="after lunch"), "invalid_timestamp:data.start"),
+    (brk(finish="2019-06-01T25:00:00Z"), "invalid_timestamp:data.finish"),
+    (brk(start="1999-12-31T23:59:59Z"), "timestamp_out_of_range:data.start"),
 ]
 
 
@@ -219,6 +267,9 @@ BAD_LINES = [
 def test_rejected_line_goes_to_quarantine_with_reason_line_number_and_text(
     lake: Lake, bad: str, reason: str
 ) -> None:
+    from flows.reference import accept_line
+
+    assert accept_line(bad) == (None, reason)  # the reference agrees
     write_raw(lake, "x.json", lines(update(), bad, update(at="2019-06-01T18:20:00Z")))
     summary = stage_source_day(lake, DAY)
     assert [(q["line_number"], q["raw_line"], q["reason"]) for q in quarantine(lake)] == [
@@ -241,6 +292,8 @@ def test_rejected_line_goes_to_quarantine_with_reason_line_number_and_text(
         ),
         update(lat=52, lng=13),  # integers are numbers too
         period(event="delete", start=None, finish=None),  # a delete needs no bounds
+        brk(),
+        brk(event="delete", extra="ignored"),
         json.dumps(
             {
                 "event": "register",

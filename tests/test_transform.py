@@ -22,6 +22,7 @@ R_KM = 6371.0088
 D1, D2, D3 = dt.date(2019, 6, 1), dt.date(2019, 6, 2), dt.date(2019, 6, 3)
 TABLE_KEYS = {
     "fact_operating_period": ["operating_period_id"],
+    "fact_break": ["break_id"],
     "fact_vehicle_operating_period": ["operating_period_id", "vehicle_id"],
     "fact_vehicle_event": ["event_id"],
     "dim_vehicle": ["vehicle_id"],
@@ -292,7 +293,7 @@ def test_dimensions_describe_vehicles_organizations_and_dates(lake: Lake) -> Non
 
 def test_empty_lake_gives_empty_tables_with_the_contract_columns(lake: Lake, tmp_path) -> None:
     result = transform(lake, [D1], tmp_path / "out")
-    assert result.rows == dict.fromkeys(result.rows, 0) and len(result.rows) == 6
+    assert result.rows == dict.fromkeys(result.rows, 0) and len(result.rows) == 7
     for table in ("fact_operating_period", "dim_vehicle"):
         frame = pl.read_parquet(tmp_path / "out" / table / "part-0.parquet")
         assert frame.columns == list(CURATED_SCHEMAS[table])

@@ -31,7 +31,8 @@ from flows.validate import (
 UTC = dt.UTC
 T0 = dt.datetime(2019, 6, 1, 18, 17, tzinfo=UTC)
 DAY = dt.date(2019, 6, 1)
-SUITES = ("events", "fact_operating_period", "fact_vehicle_operating_period")
+SUITES = ("events", "fact_operating_period", "fact_break", "fact_vehicle_operating_period")
+CURATED = SUITES[1:]
 
 
 def minutes(n: float) -> dt.datetime:
@@ -63,6 +64,7 @@ def events_frame() -> pl.DataFrame:
             "location_at": [ts(r[6]) for r in rows],
             "period_start": [ts(r[7]) for r in rows],
             "period_finish": [ts(r[8]) for r in rows],
+            "break_vehicle_id": [None] * len(rows),
             "is_valid_point": [r[9] for r in rows],
             "source_key": ["2019-06-01-15-17-4-events.json"] * len(rows),
             "line_number": list(range(1, len(rows) + 1)),
@@ -70,7 +72,7 @@ def events_frame() -> pl.DataFrame:
             "event_date": [DAY] * len(rows),
             "source_day": [DAY] * len(rows),
         },
-        schema_overrides={"lat": pl.Float64, "lng": pl.Float64},
+        schema_overrides={"lat": pl.Float64, "lng": pl.Float64, "break_vehicle_id": pl.String},
     )
 
 
@@ -84,6 +86,22 @@ def periods_frame() -> pl.DataFrame:
             "is_deleted": [False, True],
             "created_at": [minutes(0), minutes(8)],
             "updated_at": [minutes(0), minutes(9)],
+        }
+    )
+
+
+def breaks_frame() -> pl.DataFrame:
+    """A live break of veh_a inside op_1 and a deleted one that overlaps no period."""
+    return pl.DataFrame(
+        {
+            "break_id": ["br_1", "br_2"],
+            "vehicle_id": ["veh_a", "veh_b"],
+            "organization_id": ["org-id", "org-id"],
+            "start_at": [minutes(1.5), minutes(20)],
+            "finish_at": [minutes(2.5), minutes(21)],
+            "is_deleted": [False, True],
+            "created_at": [minutes(1), minutes(19)],
+            "updated_at": [minutes(1), minutes(22)],
         }
     )
 
@@ -112,7 +130,7 @@ def write_run(tmp_path: Path, frames: Frames) -> tuple[list[Path], Path]:
     partition.mkdir(parents=True)
     frames["events"].write_parquet(partition / "part-0.parquet")
     curated = tmp_path / "curated"
-    for table in ("fact_operating_period", "fact_vehicle_operating_period"):
+    for table in CURATED:
         (curated / table).mkdir(parents=True)
         frames[table].write_parquet(curated / table / "part-0.parquet")
     return [partition], curated
@@ -122,6 +140,7 @@ def clean_frames() -> Frames:
     return {
         "events": events_frame(),
         "fact_operating_period": periods_frame(),
+        "fact_break": breaks_frame(),
         "fact_vehicle_operating_period": vehicles_frame(),
     }
 
@@ -162,13 +181,13 @@ def test_clean_run_passes_every_suite_and_writes_results(tmp_path: Path) -> None
     assert report.success, report.summary_line()
     assert [r.label() for r in report.results if not r.success] == []
     assert {r.suite for r in report.results} == set(SUITES)
-    assert len(report.results) == 26 + 14 + 15
-    assert report.summary_line() == "validation passed: 55 expectations"
+    assert len(report.results) == 28 + 14 + 11 + 15
+    assert report.summary_line() == "validation passed: 68 expectations"
     by_label = {r.label(): r for r in report.results}
     assert by_label["events.expect_column_values_to_not_be_null(at)"].element_count == 6
     assert report.json_path == tmp_path / "lake" / "validation" / "runs" / "run-1.json"
     saved = json.loads(report.json_path.read_text())
-    assert saved["success"] is True and len(saved["results"]) == 55
+    assert saved["success"] is True and len(saved["results"]) == 68
     assert docs_index(Lake(tmp_path / "lake")).is_file()
     raise_for_critical(report)
 
@@ -179,6 +198,12 @@ CRITICAL_BREACHES = [
         "fact_operating_period.expect_column_pair_values_a_to_be_greater_than_b"
         "(finish_at > start_at): 1 unexpected",
         id="finish-before-start",
+    ),
+    pytest.param(
+        set_row("fact_break", "finish_at", 0, minutes(1)),
+        "fact_break.expect_column_pair_values_a_to_be_greater_than_b"
+        "(finish_at >= start_at): 1 unexpected",
+        id="break-finishes-before-it-starts",
     ),
     pytest.param(
         duplicate_row("fact_operating_period", 1),
@@ -248,6 +273,26 @@ def test_warning_is_reported_and_the_run_continues(tmp_path: Path, shared_lake: 
     assert "| warning | FAIL | 1 | 2 |" in markdown
 
 
+@pytest.mark.parametrize(
+    ("column", "value", "columns"),
+    [
+        ("finish_at", minutes(1.5 + 5 * 60), "break_hours"),  # a 5-hour break
+        ("is_deleted", False, "overlaps_period where is_deleted == False"),  # br_2 made live
+    ],
+    ids=["longer-than-4-hours", "live-break-outside-every-period"],
+)
+def test_unusual_breaks_are_warnings(
+    tmp_path: Path, shared_lake: Lake, column: str, value: object, columns: str
+) -> None:
+    frames = clean_frames()
+    set_row("fact_break", column, 0 if column == "finish_at" else 1, value)(frames)
+    report = run(tmp_path, frames, shared_lake)
+    assert report.success and report.critical_failures == []
+    assert [(w.suite, w.columns, w.unexpected_count) for w in report.warnings] == [
+        ("fact_break", columns, 1)
+    ]
+
+
 def test_suspect_speed_is_a_warning_not_a_failure(tmp_path: Path, shared_lake: Lake) -> None:
     """30 km in five minutes (360 km/h) is suspect but under the 1000 km/h ceiling."""
     frames = clean_frames()
@@ -270,7 +315,7 @@ def test_row_count_check_only_applies_when_objects_were_fetched(
     assert fetched.warnings[0].detail() == "observed 0"
     nothing_fetched = run(tmp_path / "b", frames, shared_lake, fetched_objects=0)
     assert nothing_fetched.success and nothing_fetched.warnings == []
-    assert len(nothing_fetched.results) == 54
+    assert len(nothing_fetched.results) == 67
 
 
 def test_no_events_partition_validates_an_empty_frame(tmp_path: Path, shared_lake: Lake) -> None:
@@ -336,7 +381,7 @@ def test_markdown_lists_every_suite_with_pass_and_fail(tmp_path: Path, shared_la
         )
     row = "| fact_operating_period | expect_column_values_to_be_unique | operating_period_id "
     assert f"{row}| critical | FAIL | 2 | 3 |" in markdown
-    assert markdown.count("\n| ") == 2 + 55
+    assert markdown.count("\n| ") == 2 + 68
 
 
 def test_task_raises_on_critical_and_docs_keep_history(tmp_path: Path) -> None:

@@ -31,7 +31,10 @@ NAMES = [
     "002_create_avg_distance_view.sql",
     "003_create_roles.sql",
     "004_partition_fact_vehicle_event.sql",
+    "005_load_audit_source_days.sql",
+    "006_add_breaks.sql",
 ]
+VERSIONS = [int(name[:3]) for name in NAMES]
 
 
 def recorded(url: str) -> list[tuple]:
@@ -46,9 +49,7 @@ def test_migrations_apply_once_and_are_recorded(pg_url: str) -> None:
         first = recorded(pg_url)
         assert migrate(conn) == []
     checksums = [hashlib.sha256((MIGRATIONS_DIR / n).read_bytes()).hexdigest() for n in NAMES]
-    assert [(v, n, c) for v, n, c, _ in first] == list(
-        zip([1, 2, 3, 4], NAMES, checksums, strict=True)
-    )
+    assert [(v, n, c) for v, n, c, _ in first] == list(zip(VERSIONS, NAMES, checksums, strict=True))
     assert recorded(pg_url) == first
 
 
@@ -99,15 +100,15 @@ def test_an_unknown_applied_migration_is_an_error(pg_url: str, migrations_copy: 
 
 
 def test_a_failing_migration_rolls_back_alone(pg_url: str, migrations_copy: Path) -> None:
-    (migrations_copy / "005_broken.sql").write_text(
+    (migrations_copy / "099_broken.sql").write_text(
         "create table warehouse.half_done (x int);\nselect 1 / 0;\n"
     )
     with connect(pg_url) as conn:
-        with pytest.raises(WarehouseError, match="migration 005_broken.sql failed: division by"):
+        with pytest.raises(WarehouseError, match="migration 099_broken.sql failed: division by"):
             migrate(conn, migrations_copy)
         missing = conn.execute("select to_regclass('warehouse.half_done')").fetchone()
         assert missing == (None,)
-    assert [row[0] for row in recorded(pg_url)] == [1, 2, 3, 4]
+    assert [row[0] for row in recorded(pg_url)] == VERSIONS
 
 
 def test_a_badly_named_migration_is_refused(pg_url: str, migrations_copy: Path) -> None:
@@ -126,6 +127,16 @@ CONTRACT = {
         "created_at",
         "updated_at",
     ],
+    "fact_break": [
+        "break_id",
+        "vehicle_id",
+        "organization_id",
+        "start_at",
+        "finish_at",
+        "is_deleted",
+        "created_at",
+        "updated_at",
+    ],
     "fact_vehicle_operating_period": [
         "operating_period_id",
         "vehicle_id",
@@ -134,6 +145,7 @@ CONTRACT = {
         "location_points",
         "first_location_at",
         "last_location_at",
+        "break_distance_km",
     ],
     "avg_distance_per_operating_period": [
         "operating_period_id",
@@ -179,13 +191,23 @@ def test_schema_matches_the_contract(pg_url: str) -> None:
     [
         ("update warehouse.fact_vehicle_operating_period set distance_km = -1", "CheckViolation"),
         (
+            "update warehouse.fact_vehicle_operating_period set break_distance_km = -1",
+            "CheckViolation",
+        ),
+        (
             "update warehouse.fact_vehicle_operating_period set location_points = 0",
             "CheckViolation",
         ),
         ("update warehouse.fact_vehicle_event set event_date = '2019-06-02'", "CheckViolation"),
         ("update warehouse.fact_vehicle_event set vehicle_id = 'ghost'", "ForeignKeyViolation"),
     ],
-    ids=["negative distance", "no points", "event date not UTC date of at", "unknown vehicle"],
+    ids=[
+        "negative distance",
+        "negative break distance",
+        "no points",
+        "event date not UTC date of at",
+        "unknown vehicle",
+    ],
 )
 def test_contract_checks_reject_bad_rows(pg_url: str, statement: str, error: str) -> None:
     with connect(pg_url) as conn:

@@ -4,6 +4,7 @@ insert into warehouse.fact_vehicle_operating_period (
     vehicle_id,
     organization_id,
     distance_km,
+    break_distance_km,
     location_points,
     first_location_at,
     last_location_at
@@ -13,6 +14,7 @@ select
     vehicle_id,
     organization_id,
     distance_km,
+    break_distance_km,
     location_points,
     first_location_at,
     last_location_at

@@ -1,5 +1,14 @@
--- The BI answer for `vdp report`: live periods, optionally those overlapping one UTC day.
+-- The BI answer for `vdp report`: live periods, optionally those overlapping one UTC day, with
+-- beside the distance the break distance left out of it.
 with
+
+break_distances as (
+    select
+        operating_period_id,
+        sum(break_distance_km) as total_break_distance_km
+    from warehouse.fact_vehicle_operating_period
+    group by operating_period_id
+),
 
 answer as (
     select
@@ -9,8 +18,10 @@ answer as (
         finish_at,
         vehicles,
         avg_distance_km,
-        total_distance_km
+        total_distance_km,
+        coalesce(b.total_break_distance_km, 0.0) as total_break_distance_km
     from warehouse.avg_distance_per_operating_period
+    left join break_distances as b using (operating_period_id)
 ),
 
 filtered as (
@@ -31,6 +42,7 @@ select
     finish_at,
     vehicles,
     avg_distance_km,
-    total_distance_km
+    total_distance_km,
+    total_break_distance_km
 from filtered
 order by start_at, operating_period_id

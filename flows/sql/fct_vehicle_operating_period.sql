@@ -1,7 +1,9 @@
 -- Distance per vehicle and period: haversine over consecutive points by location_at, for the
--- recomputed periods; the published rows of every other still existing period of the
--- partitions being rewritten are kept. period_date (the period's start date) names the
--- partition a row is written to and is not a column of the table.
+-- recomputed periods; a leg that a live break of the vehicle (same organization) touches
+-- (break start <= leg end and break finish >= leg start) counts as break distance instead.
+-- The published rows of every other still existing period of the partitions being rewritten
+-- are kept. period_date (the period's start date) names the partition a row is written to
+-- and is not a column of the table.
 -- The sum is ordered so a re-run adds the legs in the same order and gives the same bits.
 with periods as (
     select
@@ -15,6 +17,12 @@ with periods as (
 
 points as (
     select * from location_points
+),
+
+breaks as (
+    select vehicle_id, organization_id, start_at, finish_at
+    from fact_break
+    where not is_deleted
 ),
 
 published as (
@@ -39,7 +47,8 @@ legs as (
     select
         *,
         lag(lat) over vehicle_track as previous_lat,
-        lag(lng) over vehicle_track as previous_lng
+        lag(lng) over vehicle_track as previous_lng,
+        lag(location_at) over vehicle_track as previous_location_at
     from period_points
     window vehicle_track as (
         partition by operating_period_id, vehicle_id
@@ -47,18 +56,36 @@ legs as (
     )
 ),
 
+classified_legs as (
+    select
+        l.*,
+        haversine_km(l.previous_lat, l.previous_lng, l.lat, l.lng) as leg_km,
+        exists (
+            select 1 from breaks as b
+            where b.vehicle_id = l.vehicle_id
+                and b.organization_id = l.organization_id
+                and b.start_at <= l.location_at
+                and b.finish_at >= l.previous_location_at
+        ) as is_break_leg
+    from legs as l
+),
+
 computed as (
     select
         operating_period_id,
         vehicle_id,
         any_value(organization_id) as organization_id,
+        -- a left-out leg adds 0.0, which keeps the sum's bits of the legs that count
         coalesce(
-            sum(haversine_km(previous_lat, previous_lng, lat, lng) order by location_at), 0.0
+            sum(case when is_break_leg then 0.0 else leg_km end order by location_at), 0.0
         ) as distance_km,
+        coalesce(
+            sum(case when is_break_leg then leg_km else 0.0 end order by location_at), 0.0
+        ) as break_distance_km,
         count(*) as location_points,
         min(location_at) as first_location_at,
         max(location_at) as last_location_at
-    from legs
+    from classified_legs
     group by operating_period_id, vehicle_id
 ),
 
@@ -80,6 +107,7 @@ select
     f.vehicle_id,
     f.organization_id,
     f.distance_km,
+    f.break_distance_km,
     f.location_points,
     f.first_location_at,
     f.last_location_at,

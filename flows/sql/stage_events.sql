@@ -23,6 +23,7 @@ select
     location_at,
     period_start,
     period_finish,
+    break_vehicle_id,
     is_valid_point,
     source_key,
     line_number,

@@ -30,6 +30,7 @@ extracted as (
             "organization_id": "JSON",
             "data": {
                 "id": "JSON",
+                "vehicle_id": "JSON",
                 "start": "VARCHAR",
                 "finish": "VARCHAR",
                 "location": {"lat": "JSON", "lng": "JSON", "at": "VARCHAR"}
@@ -51,6 +52,7 @@ scalars as (
         doc.on as on_text,
         doc.at as at_text,
         doc.data.id::varchar as j_id,
+        doc.data.vehicle_id::varchar as j_vehicle_id,
         doc.organization_id::varchar as j_organization_id,
         doc.data.location.lat::varchar as j_lat,
         doc.data.location.lng::varchar as j_lng,
@@ -58,6 +60,7 @@ scalars as (
         doc.data.start as start_text,
         doc.data.finish as finish_text,
         json_text(j_id) as id_text,
+        json_text(j_vehicle_id) as vehicle_id_text,
         json_text(j_organization_id) as org_text,
         json_number(j_lat) as lat_number,
         json_number(j_lng) as lng_number
@@ -68,9 +71,12 @@ entities as (
     select
         *,
         on_text = 'vehicle' as is_vehicle,
-        on_text = 'operating_period' as is_period,
+        on_text = 'break' as is_break,
+        -- a break is shaped like an operating period (plus its vehicle): it has bounds too
+        on_text in ('operating_period', 'break') as is_period,
         (on_text = 'vehicle' and event_text in ('register', 'update', 'deregister'))
-        or (on_text = 'operating_period' and event_text in ('create', 'delete')) as is_known_event
+        or (on_text in ('operating_period', 'break') and event_text in ('create', 'delete'))
+        as is_known_event
     from scalars
 ),
 
@@ -120,11 +126,14 @@ classified as (
             when j_organization_id is null then 'missing_field:organization_id'
             when not coalesce(is_vehicle or is_period, false) then 'unknown_entity'
             when not coalesce(is_known_event, false) then 'unknown_event'
-            when is_period and event_text = 'create' and start_text is null
+            -- every break line names its vehicle and bounds (docs/data-model.md)
+            when is_break and j_vehicle_id is null then 'missing_field:data.vehicle_id'
+            when (is_break or event_text = 'create') and is_period and start_text is null
                 then 'missing_field:data.start'
-            when is_period and event_text = 'create' and finish_text is null
+            when (is_break or event_text = 'create') and is_period and finish_text is null
                 then 'missing_field:data.finish'
             when id_text is null then 'invalid_type:data.id'
+            when is_break and vehicle_id_text is null then 'invalid_type:data.vehicle_id'
             when org_text is null then 'invalid_type:organization_id'
             when not json_missing(j_location) and not starts_with(j_location, '{')
                 then 'invalid_type:data.location'
@@ -188,6 +197,7 @@ typed_lines as (
         location_at_ts as location_at,
         start_ts as period_start,
         finish_ts as period_finish,
+        case when is_break then vehicle_id_text end as break_vehicle_id,
         at_text
     from flagged
 ),
@@ -223,7 +233,9 @@ select
         lng::varchar, '|',
         location_at_iso, '|',
         strftime(period_start, '%Y-%m-%dT%H:%M:%S.%fZ'), '|',
-        strftime(period_finish, '%Y-%m-%dT%H:%M:%S.%fZ')
+        strftime(period_finish, '%Y-%m-%dT%H:%M:%S.%fZ'),
+        -- only breaks carry a vehicle id: other events keep the id they always had
+        '|' || break_vehicle_id
     )) end as event_id,
     event,
     "on",
@@ -235,6 +247,7 @@ select
     location_at,
     period_start,
     period_finish,
+    break_vehicle_id,
     coalesce(
         "on" = 'vehicle'
         and event = 'update'
