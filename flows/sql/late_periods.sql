@@ -1,6 +1,6 @@
 -- Of the periods a run recomputed, those that the late source days' events reach: one of the
--- period's own events, or a valid point inside the period's window of a vehicle that has a
--- row in it. Reporting only (the run's summary); the transform decides what to recompute.
+-- period's own events, a valid point inside the period's window of a vehicle that has a row
+-- in it, or a break event of its organization whose bounds overlap its window. Reporting only (the run's summary); the transform decides what to recompute.
 with
 
 late_events as (
@@ -35,10 +35,22 @@ by_point as (
     where late_events.on = 'vehicle' and late_events.is_valid_point
 ),
 
+by_break as (
+    select distinct periods.operating_period_id
+    from late_events
+    inner join periods
+        on late_events.organization_id = periods.organization_id
+        and late_events.period_start <= periods.finish_at
+        and late_events.period_finish >= periods.start_at
+    where late_events.on = 'break'
+),
+
 final as (
     select operating_period_id from by_period_event
     union
     select operating_period_id from by_point
+    union
+    select operating_period_id from by_break
 )
 
 select * from final
