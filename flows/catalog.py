@@ -15,6 +15,7 @@ from pathlib import Path
 
 import duckdb
 
+from flows.checkpoints import checkpoint
 from flows.lake import Lake
 from flows.transform import (
     CURATED_SCHEMAS,
@@ -76,6 +77,7 @@ def refresh_catalog(lake: Lake) -> None:
             con.sql("checkpoint")
         finally:
             con.close()
+        checkpoint("catalog.built")
         _wal(lake.duckdb_path).unlink(missing_ok=True)
         os.replace(tmp, lake.duckdb_path)
     except (duckdb.Error, OSError) as exc:

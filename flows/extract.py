@@ -17,6 +17,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from flows.checkpoints import checkpoint
 from flows.lake import Lake, LakeError, atomic_write_json
 from flows.logs import run_logger
 from flows.settings import Settings
@@ -101,6 +102,7 @@ def fetch_object(source: Source, obj: SourceObject, raw_dir: Path) -> dict[str, 
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, raw_dir / obj.name)
+            checkpoint("fetch.raw_written")
         except OSError as exc:
             raise LakeError(f"cannot write {raw_dir / obj.name}: {exc.strerror or exc}") from exc
         except SourceError as exc:
@@ -166,6 +168,7 @@ def fetch_day(
     done, failures = _download_all(source, todo, raw_dir, settings.fetch_concurrency, report)
     if done or not lake.manifest_path(day).exists():
         _save_manifest(lake.manifest_path(day), {**manifest, **done})
+        checkpoint("fetch.manifest_written")
     summary.fetched, summary.failed = len(done), len(failures)
     summary.fetched_keys = sorted(done)
     summary.bytes_fetched = sum(entry["size"] for entry in done.values())

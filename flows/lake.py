@@ -17,6 +17,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.checkpoints import checkpoint
+
 
 class LakeError(RuntimeError):
     """The lake root cannot be used (missing permissions, read-only, full disk)."""
@@ -210,6 +212,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        checkpoint("write.temp_written")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -248,18 +251,23 @@ class Swap:
 
     def publish(self) -> None:
         atomic_write_json(self.journal, {"state": "prepared", "moves": self._entries()})
-        for final, new in self.moves.items():
+        checkpoint("swap.journal_prepared")
+        for moved, (final, new) in enumerate(self.moves.items()):
             backup = self._backup(final)
             if final.exists():
                 backup.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(final, backup)
+            if moved == 0:
+                checkpoint("swap.partly_moved")
             if new is not None:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(new, final)
         atomic_write_json(self.journal, {"state": "published", "moves": self._entries()})
+        checkpoint("swap.published")
 
     def commit(self) -> None:
         shutil.rmtree(self.lake.tmp_dir / f"backup-{self.txn}", ignore_errors=True)
+        checkpoint("swap.backups_dropped")
         self.journal.unlink(missing_ok=True)
 
     def rollback(self) -> None:

@@ -15,6 +15,7 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.catalog import refresh_catalog
+from flows.checkpoints import checkpoint
 from flows.extract import fetch_new_objects, list_source_objects
 from flows.lake import Lake, Swap, recover
 from flows.load import is_load_committed, load_warehouse
@@ -117,6 +118,7 @@ def publish_days(
                 )
             )
             timings["transform"] = time.perf_counter() - started
+            checkpoint("publish.transformed")
             started = time.perf_counter()
             validation = validate_data(
                 lake,
@@ -127,6 +129,7 @@ def publish_days(
                 period_ids=result.recomputed_period_ids,
             )
             timings["validate"] = time.perf_counter() - started
+            checkpoint("publish.validated")
             late_periods = periods_touched_by(
                 lake, late_days or [], result.out_dir, result.recomputed_period_ids
             )
