@@ -355,7 +355,7 @@ def test_publish_recovery_leaves_another_days_staging_swap_alone(tmp_path) -> No
     """publish_days recovers under the publish lock while another day may be staging under
     its own lock: that day's swap (here published, not yet committed) is not publish's to undo."""
     from flows.lake import Swap, recover
-    from flows.pipeline import _is_publish_swap
+    from flows.recovery import is_publish_txn
     from flows.stage import recover_stage_swaps, stage_txn_prefix
 
     lake = Lake(tmp_path / "lake")
@@ -366,7 +366,7 @@ def test_publish_recovery_leaves_another_days_staging_swap_alone(tmp_path) -> No
     new.mkdir()
     staging = Swap(lake, f"{stage_txn_prefix(DAY)}inflight", {old: new})
     staging.publish()
-    assert recover(lake, lambda txn: False, only=_is_publish_swap) == []
+    assert recover(lake, lambda txn: False, only=is_publish_txn) == []
     assert staging.journal.exists() and not new.exists()
     assert recover_stage_swaps(lake, DAY) == [staging.txn]
     assert not staging.journal.exists() and not (old / "part-0.parquet").exists()
