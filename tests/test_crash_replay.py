@@ -154,14 +154,17 @@ def _run_child(env: dict[str, str], extra: dict[str, str], log: Path) -> int:
 
 
 def _free_day_slots() -> None:
-    """Release the Prefect day slots the killed run held (its lease would run out on its
-    own; the test server does not revoke it in a useful time, so the next run would wait)."""
+    """Free the Prefect day slots the killed run held (its lease would run out on its own; the
+    test server does not revoke it in a useful time, so the next run would wait). The limits
+    stay: a deleted and re-created limit is not seen by later runs of the same session."""
     from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitUpdate
 
     with get_client(sync_client=True) as client:
         for limit in client.read_global_concurrency_limits(limit=200):
-            if limit.name.startswith(DAY_LIMIT_PREFIX):
-                client.delete_global_concurrency_limit_by_name(limit.name)
+            if limit.name.startswith(DAY_LIMIT_PREFIX) and limit.active_slots:
+                update = GlobalConcurrencyLimitUpdate(active_slots=0)
+                client.update_global_concurrency_limit(limit.name, update)
 
 
 def _run_here(env: dict[str, str], day: dt.date = D2) -> dict:
