@@ -15,7 +15,9 @@ from pathlib import Path
 
 import duckdb
 
+from flows.checkpoints import checkpoint
 from flows.lake import Lake
+from flows.locks import lake_lock
 from flows.transform import (
     CURATED_SCHEMAS,
     PARTITION_KEYS,
@@ -34,6 +36,7 @@ QUARANTINE_SCHEMA: dict[str, str] = {
 }
 
 MAX_CELL = 60
+CATALOG_SCRATCH = "catalog"  # _tmp/catalog-*.duckdb: a refresh being built
 
 
 class CatalogError(RuntimeError):
@@ -64,9 +67,17 @@ def _wal(path: Path) -> Path:
 
 
 def refresh_catalog(lake: Lake) -> None:
-    """(Re)create lake.duckdb with a view per zone and table (absolute paths)."""
+    """(Re)create lake.duckdb with a view per zone and table (absolute paths). One refresh at a
+    time, which first drops the half-built files of a refresh that was killed."""
+    lake.root.mkdir(parents=True, exist_ok=True)
+    with lake_lock(lake, "catalog"):
+        lake.sweep_scratch(CATALOG_SCRATCH)
+        _rebuild(lake)
+
+
+def _rebuild(lake: Lake) -> None:
     lake.tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = lake.tmp_dir / f"catalog-{uuid.uuid4().hex[:12]}.duckdb"
+    tmp = lake.tmp_dir / f"{CATALOG_SCRATCH}-{uuid.uuid4().hex[:12]}.duckdb"
     try:
         con = duckdb.connect(str(tmp))
         try:
@@ -76,6 +87,7 @@ def refresh_catalog(lake: Lake) -> None:
             con.sql("checkpoint")
         finally:
             con.close()
+        checkpoint("catalog.built")
         _wal(lake.duckdb_path).unlink(missing_ok=True)
         os.replace(tmp, lake.duckdb_path)
     except (duckdb.Error, OSError) as exc:

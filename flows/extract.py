@@ -17,7 +17,8 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from flows.lake import Lake, LakeError, atomic_write_json
+from flows.checkpoints import checkpoint
+from flows.lake import Lake, LakeError, atomic_write_json, sweep_temp_files
 from flows.logs import run_logger
 from flows.settings import Settings
 from flows.source import Source, SourceError, SourceObject, open_source
@@ -101,6 +102,7 @@ def fetch_object(source: Source, obj: SourceObject, raw_dir: Path) -> dict[str, 
             with open(tmp, "rb") as handle:
                 os.fsync(handle.fileno())
             os.replace(tmp, raw_dir / obj.name)
+            checkpoint("fetch.raw_written")
         except OSError as exc:
             raise LakeError(f"cannot write {raw_dir / obj.name}: {exc.strerror or exc}") from exc
         except SourceError as exc:
@@ -156,6 +158,7 @@ def fetch_day(
     source = open_source(settings)
     listed = source.list_day(day)
     report(f"listed {len(listed)} objects for {day} in {source.describe()}")
+    recover_fetch(lake, day)
     manifest = read_manifest(lake, day)
     todo = [obj for obj in listed if needs_fetch(obj, manifest, lake.raw_day(day))]
     summary = FetchSummary(day, listed=len(listed), skipped=len(listed) - len(todo))
@@ -163,14 +166,45 @@ def fetch_day(
         return summary
     lake.ensure_writable()
     raw_dir = _prepare_raw_dir(lake, day)
+    if todo:
+        atomic_write_json(lake.fetch_journal(day), {"names": sorted(o.name for o in todo)})
     done, failures = _download_all(source, todo, raw_dir, settings.fetch_concurrency, report)
     if done or not lake.manifest_path(day).exists():
         _save_manifest(lake.manifest_path(day), {**manifest, **done})
+        checkpoint("fetch.manifest_written")
+    lake.fetch_journal(day).unlink(missing_ok=True)
     summary.fetched, summary.failed = len(done), len(failures)
     summary.fetched_keys = sorted(done)
     summary.bytes_fetched = sum(entry["size"] for entry in done.values())
     _raise_failures(failures, len(todo), day)
     return summary
+
+
+def recover_fetch(lake: Lake, day: dt.date) -> list[str]:
+    """Undo what a killed fetch of the day left: raw copies it renamed into place that the
+    manifest (the raw zone's record of what is fetched) never listed, its download and
+    manifest temporaries. Reads only the day's own files (the manifests directory is listed
+    only after a killed fetch). Hold the day's lock. Returns the raw names removed."""
+    journal, raw_dir = lake.fetch_journal(day), lake.raw_day(day)
+    removed = []
+    if journal.exists():
+        try:
+            names = json.loads(journal.read_text())["names"]
+        except (OSError, ValueError, KeyError, TypeError):
+            names = []
+        entries = read_manifest(lake, day).values()
+        recorded = {e.get("name") for e in entries if isinstance(e, dict)}
+        for name in [n for n in names if isinstance(n, str) and n not in recorded]:
+            if (raw_dir / name).is_file():
+                (raw_dir / name).unlink()
+                removed.append(name)
+        # the fetch was killed before it finished its manifest: drop a half-written one
+        sweep_temp_files(lake.manifest_path(day).parent, lake.manifest_path(day).name)
+        journal.unlink()
+    sweep_temp_files(lake.journal_dir, journal.name)
+    for partial in raw_dir.glob(f".*{PART_SUFFIX}"):
+        partial.unlink(missing_ok=True)
+    return removed
 
 
 def _save_manifest(path: Path, manifest: Manifest) -> None:

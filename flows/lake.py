@@ -17,6 +17,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.checkpoints import checkpoint
+
+FETCH_TXN = "fetch-"  # journal names of fetches; swap journals never start with it
+
 
 class LakeError(RuntimeError):
     """The lake root cannot be used (missing permissions, read-only, full disk)."""
@@ -167,6 +171,10 @@ class Lake:
     def journal_dir(self) -> Path:
         return self.root / "_journal"
 
+    def fetch_journal(self, day: dt.date) -> Path:
+        """What a fetch of the day is renaming into raw/ before its manifest records it."""
+        return self.journal_dir / f"{FETCH_TXN}{day.isoformat()}.json"
+
     # safety ------------------------------------------------------------------------------
     def ensure_writable(self) -> None:
         """Fail early, in one line, when the lake root cannot take writes."""
@@ -182,11 +190,14 @@ class Lake:
             ) from exc
 
     def sweep_scratch(self, prefix: str) -> int:
-        """Remove scratch directories ``_tmp/<prefix>-*`` that a killed run left behind. Call
-        it only while holding the lock that guards every user of that prefix."""
+        """Remove scratch directories and files ``_tmp/<prefix>-*`` that a killed run left
+        behind. Call it only while holding the lock that guards every user of that prefix."""
         stale = list(self.tmp_dir.glob(f"{prefix}-*"))
         for path in stale:
-            shutil.rmtree(path, ignore_errors=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
         return len(stale)
 
     @contextmanager
@@ -210,9 +221,31 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        checkpoint("write.temp_written")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def temp_name_target(temp: Path) -> str | None:
+    """The file name an ``atomic_write_bytes`` temporary was meant to become, or None."""
+    name = temp.name
+    if not (name.startswith(".") and name.endswith(".tmp")):
+        return None
+    target, _, stamp = name[1:].removesuffix(".tmp").rpartition(".")
+    return target if target and len(stamp) == 8 else None
+
+
+def sweep_temp_files(directory: Path, target_prefix: str = "") -> int:
+    """Remove temporaries of atomic writes into ``directory`` (whose target name starts with
+    ``target_prefix``) that a killed writer left; hold the lock that guards those writes."""
+    count = 0
+    for path in directory.glob(".*.tmp"):
+        target = temp_name_target(path)
+        if target is not None and target.startswith(target_prefix):
+            path.unlink(missing_ok=True)
+            count += 1
+    return count
 
 
 def atomic_write_json(path: Path, payload: object) -> None:
@@ -240,26 +273,38 @@ class Swap:
         rel = final.relative_to(self.lake.root)
         return self.lake.tmp_dir / f"backup-{self.txn}" / rel
 
-    def _entries(self) -> list[dict[str, str | None]]:
+    def _entries(self, existing: set[Path]) -> list[dict[str, object]]:
         return [
-            {"final": str(f), "new": str(n) if n else None, "backup": str(self._backup(f))}
+            {
+                "final": str(f),
+                "new": str(n) if n else None,
+                "backup": str(self._backup(f)),
+                "had_old": f in existing,
+            }
             for f, n in self.moves.items()
         ]
 
     def publish(self) -> None:
-        atomic_write_json(self.journal, {"state": "prepared", "moves": self._entries()})
-        for final, new in self.moves.items():
+        existing = {f for f in self.moves if f.exists()}
+        entries = self._entries(existing)
+        atomic_write_json(self.journal, {"state": "prepared", "moves": entries})
+        checkpoint("swap.journal_prepared")
+        for moved, (final, new) in enumerate(self.moves.items()):
             backup = self._backup(final)
             if final.exists():
                 backup.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(final, backup)
+            if moved == 0:
+                checkpoint("swap.partly_moved")
             if new is not None:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(new, final)
-        atomic_write_json(self.journal, {"state": "published", "moves": self._entries()})
+        atomic_write_json(self.journal, {"state": "published", "moves": entries})
+        checkpoint("swap.published")
 
     def commit(self) -> None:
         shutil.rmtree(self.lake.tmp_dir / f"backup-{self.txn}", ignore_errors=True)
+        checkpoint("swap.backups_dropped")
         self.journal.unlink(missing_ok=True)
 
     def rollback(self) -> None:
@@ -267,11 +312,13 @@ class Swap:
         self.commit()
 
 
-def _undo(lake: Lake, entries: list[dict[str, str | None]]) -> None:
+def _undo(lake: Lake, entries: list[dict]) -> None:
     for entry in entries:
         final, backup = Path(entry["final"]), Path(entry["backup"])
         new = Path(entry["new"]) if entry["new"] else None
-        moved_in = new is not None and not new.exists() and final.exists()
+        # an old content whose backup is gone was already put back by an interrupted undo
+        restored = entry.get("had_old") and not backup.exists()
+        moved_in = new is not None and not new.exists() and final.exists() and not restored
         if moved_in or (new is None and backup.exists() and final.exists()):
             shutil.rmtree(final, ignore_errors=True)
         if backup.exists():
@@ -289,6 +336,10 @@ def recover(
     caller owns (it holds their lock), so a swap still in flight elsewhere is never undone.
     Returns the txn ids seen."""
     seen = []
+    for temp in lake.journal_dir.glob(".*.json.*.tmp"):  # killed before its rename
+        txn = (temp_name_target(temp) or "").removesuffix(".json")
+        if txn and only(txn):
+            temp.unlink(missing_ok=True)
     for journal in sorted(lake.journal_dir.glob("*.json")):
         txn = journal.stem
         if not only(txn):

@@ -21,6 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
+from flows.checkpoints import checkpoint
 from flows.pgbinary import binary_slices
 from flows.transform import CHANGES_DIR
 from flows.warehouse import (
@@ -217,6 +218,7 @@ def _merge(
     for table, frame in frames.items():
         if table != EXCHANGED:
             _stage(conn, table, frame)
+    checkpoint("load.copied")
     rows = {}
     for table, frame in frames.items():
         if table == EXCHANGED:
@@ -227,6 +229,7 @@ def _merge(
         else:
             conn.execute(read_sql(f"merge_{table}.sql"))
             rows[table] = frame.height
+    checkpoint("load.merged")
     return rows
 
 
@@ -253,6 +256,7 @@ def _load(
         return LoadSummary(run_id, previous[0], time.perf_counter() - started, True)
     rows = _merge(conn, frames, scope, partition_tag(run_id))
     conn.execute(read_sql("insert_load_audit.sql"), {**audit, "rows": Jsonb(rows)})
+    checkpoint("load.audited")
     return LoadSummary(run_id, rows, time.perf_counter() - started)
 
 
@@ -287,6 +291,7 @@ def load_run(
         try:
             with conn.transaction():
                 summary = _load(conn, frames, scope, audit)
+            checkpoint("load.committed")
         except psycopg.Error as exc:
             raise WarehouseError(
                 f"load of run {run_id} failed and was rolled back: {describe_error(exc)}"

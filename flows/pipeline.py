@@ -15,16 +15,18 @@ from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.catalog import refresh_catalog
+from flows.checkpoints import checkpoint
 from flows.extract import fetch_new_objects, list_source_objects
 from flows.feed import require_days, require_objects
-from flows.lake import Lake, Swap, recover
+from flows.lake import Lake, Swap
 from flows.load import is_load_committed, load_warehouse
 from flows.locks import lake_lock
 from flows.lookback import catch_late_objects, earlier_days, periods_touched_by
+from flows.recovery import recover_publish
 from flows.report import publish_run_artifacts
 from flows.scale import day_slots
 from flows.settings import Settings, get_settings
-from flows.stage import raw_files, stage_partition, stage_txn_prefix
+from flows.stage import raw_files, stage_partition
 from flows.transform import TransformResult, transform_partition
 from flows.validate import ValidationFailed, prewarm, validate_data
 from flows.warehouse import WarehouseConnectionError, warehouse_url
@@ -63,12 +65,6 @@ def _link_copy(src: Path, dst: Path) -> Path:
     return dst
 
 
-def _is_publish_swap(txn: str) -> bool:
-    """Swaps that publish_days journals; staging swaps belong to the holder of the day's lock,
-    which may be staging at this very moment, so only it may recover them."""
-    return not txn.startswith(stage_txn_prefix())
-
-
 def _settle_failed_load(swap: Swap, url: str, run_id: str, exc: BaseException) -> None:
     """After a failed load, undo the lake swap unless the warehouse did commit (the connection
     can drop after COMMIT reached the server). When that cannot be known now, leave the swap
@@ -104,8 +100,7 @@ def publish_days(
     url = warehouse_url(settings, lake)
     timings: dict[str, float] = {}
     with lake_lock(lake, "publish"):
-        recover(lake, lambda txn: is_load_committed(url, txn), only=_is_publish_swap)
-        lake.sweep_scratch("run")  # scratch of publishes killed mid-way (we hold the lock)
+        recover_publish(lake, url)  # what publishes killed mid-way left (we hold the lock)
         with lake.scratch(f"run-{run_id}") as scratch:
             started = time.perf_counter()
             result = TransformResult.from_dict(
@@ -118,6 +113,7 @@ def publish_days(
                 )
             )
             timings["transform"] = time.perf_counter() - started
+            checkpoint("publish.transformed")
             started = time.perf_counter()
             validation = validate_data(
                 lake,
@@ -128,6 +124,7 @@ def publish_days(
                 period_ids=result.recomputed_period_ids,
             )
             timings["validate"] = time.perf_counter() - started
+            checkpoint("publish.validated")
             late_periods = periods_touched_by(
                 lake, late_days or [], result.out_dir, result.recomputed_period_ids
             )

@@ -23,6 +23,7 @@ import pyarrow as pa
 from prefect import task
 
 from flows import duck
+from flows.checkpoints import checkpoint
 from flows.lake import Lake, Swap, recover
 from flows.logs import run_logger
 
@@ -348,6 +349,7 @@ def stage_source_day(
             events = _write_events(con, scratch / "events", params)
             _write_quarantine(con, scratch / "quarantine", params)
             _count(con, summary)
+            checkpoint("stage.written")
             _publish(lake, day, events, scratch / "quarantine")
         finally:
             con.close()

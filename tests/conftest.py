@@ -13,8 +13,12 @@ import boto3
 import psycopg
 import pytest
 from psycopg import conninfo, sql
+from support_skips import skip_unless_required
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "door2door-2019-06-01"
+SAMPLE_DIR = Path(
+    os.environ.get("VDP_SAMPLE_DIR")
+    or Path(__file__).resolve().parents[2] / "shared" / "data" / "door2door-2019-06-01"
+)
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -24,7 +28,10 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     if not (SAMPLE_DIR / "data").is_dir():
-        pytest.skip(f"real door2door sample not found at {SAMPLE_DIR}")
+        skip_unless_required(
+            f"real door2door sample not found at {SAMPLE_DIR} (VDP_SAMPLE_DIR)",
+            "VDP_REQUIRE_SAMPLE",
+        )
     return SAMPLE_DIR
 
 

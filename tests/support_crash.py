@@ -184,10 +184,10 @@ def events_snapshot(lake_root: Path) -> list[tuple]:
 
 
 def leftovers(lake_root: Path) -> list[str]:
-    """Swap journals and download temporaries a run should never leave behind."""
-    journals = [p.name for p in (lake_root / "_journal").glob("*.json")]
-    parts = [p.name for p in (lake_root / "raw").rglob(".*.part")]
-    return sorted(journals + parts)
+    """Every temporary, journal or scratch file anywhere under the lake root."""
+    from support_replay import leftovers as anywhere
+
+    return anywhere(lake_root)
 
 
 # a download that hangs -----

@@ -42,6 +42,7 @@ from support_crash import (
     warehouse_snapshot,
 )
 from support_faults import FaultyS3Proxy
+from support_skips import skip_unless_required
 from support_source import put_many
 
 from flows import extract
@@ -355,7 +356,7 @@ def test_publish_recovery_leaves_another_days_staging_swap_alone(tmp_path) -> No
     """publish_days recovers under the publish lock while another day may be staging under
     its own lock: that day's swap (here published, not yet committed) is not publish's to undo."""
     from flows.lake import Swap, recover
-    from flows.pipeline import _is_publish_swap
+    from flows.recovery import is_publish_txn
     from flows.stage import recover_stage_swaps, stage_txn_prefix
 
     lake = Lake(tmp_path / "lake")
@@ -366,7 +367,7 @@ def test_publish_recovery_leaves_another_days_staging_swap_alone(tmp_path) -> No
     new.mkdir()
     staging = Swap(lake, f"{stage_txn_prefix(DAY)}inflight", {old: new})
     staging.publish()
-    assert recover(lake, lambda txn: False, only=_is_publish_swap) == []
+    assert recover(lake, lambda txn: False, only=is_publish_txn) == []
     assert staging.journal.exists() and not new.exists()
     assert recover_stage_swaps(lake, DAY) == [staging.txn]
     assert not staging.journal.exists() and not (old / "part-0.parquet").exists()
@@ -433,10 +434,13 @@ def test_killed_during_the_warehouse_load_the_warehouse_is_as_before(
 
 @pytest.mark.slow
 def test_killed_after_the_load_committed_the_swap_rolls_forward(baseline, case_a) -> None:
-    """Killed between the warehouse commit and dropping the swap's backups: the next run sees
-    the run in load_audit and keeps the published curated tables (not the stale backup)."""
+    """Killed between the warehouse commit and dropping the swap's backups (they are still
+    there, so rolling back would be possible and wrong): the next run sees the run in
+    load_audit and keeps the published curated tables, not the stale backup."""
     _ingest_here(case_a.lake)
-    killed = run_step("publish", DAY, case_a.env, CrashAt("shutil:rmtree", "backup-crash-"))
+    killed = run_step(
+        "publish", DAY, case_a.env, CrashAt("shutil:rmtree", "backup-crash-", before=True)
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert any(run.startswith("crash-") for run, *_ in load_audit(case_a.url))
     assert warehouse_snapshot(case_a.url) == baseline.warehouse
@@ -539,7 +543,9 @@ def small_disk(tmp_path) -> Iterator[Callable[[str], None]]:
         check=False,
     )
     if made.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.strip()}")
+        skip_unless_required(
+            f"cannot mount a tmpfs here: {made.stderr.strip()}", "VDP_REQUIRE_TMPFS"
+        )
 
     def remount(options: str) -> None:
         subprocess.run(["mount", "-o", f"remount,{options}", str(mount)], check=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.lake import Lake, LakeError, Swap, atomic_write_bytes, recover
+from flows.lake import Lake, LakeError, Swap, _undo, atomic_write_bytes, recover
 
 
 def _dir_with(path: Path, name: str, text: str) -> Path:
@@ -80,6 +80,30 @@ def test_recover_follows_the_warehouse_for_published_swaps(
     recover(lake, is_committed=lambda txn: committed)
     assert _contents(a) == {"part-0.parquet": expected_a}
     assert not list(lake.journal_dir.glob("*.json"))
+
+
+def test_recover_keeps_what_an_interrupted_rollback_put_back(lake: Lake) -> None:
+    """A rollback killed after it moved the backups back but before it removed the journal
+    (still 'published'): a second undo must keep the restored old content, not delete it as
+    if it were the new content moved in."""
+    swap, a, b = _swap(lake, "t6")
+    swap.publish()
+    _undo(lake, json.loads(swap.journal.read_text())["moves"])  # rollback's first half
+    assert recover(lake, is_committed=lambda txn: False) == ["t6"]
+    assert _contents(a) == {"part-0.parquet": "old a"}
+    assert not b.exists()
+
+
+def test_recover_drops_a_journal_killed_before_its_rename(lake: Lake) -> None:
+    """A kill between writing a journal's temporary file and renaming it leaves
+    ``_journal/.<txn>.json.<hex>.tmp``; recovery removes it for the txns it owns only."""
+    lake.journal_dir.mkdir(parents=True)
+    mine = lake.journal_dir / ".t7.json.0123abcd.tmp"
+    other = lake.journal_dir / ".stage-2019-06-01-x.json.89abcdef.tmp"
+    for path in (mine, other):
+        path.write_text('{"state": "prep')
+    assert recover(lake, only=lambda txn: not txn.startswith("stage-")) == []
+    assert not mine.exists() and other.exists()
 
 
 def test_recover_leaves_swaps_it_does_not_own(lake: Lake) -> None:

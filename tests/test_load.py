@@ -4,6 +4,7 @@ run's scope, all-or-nothing failures, concurrent loads, the BI view and the load
 from __future__ import annotations
 
 import threading
+import time
 from pathlib import Path
 
 import psycopg
@@ -190,18 +191,40 @@ def test_concurrent_loads_equal_a_sequential_load(url: str, tmp_path: Path) -> N
     assert concurrent["fact_vehicle_event"] == sorted_rows(base, "fact_vehicle_event")
 
 
+def _waiting_for_load_lock(url: str) -> int | None:
+    """The pid of a backend that PostgreSQL shows blocked on the load lock: its lock request
+    not granted in pg_locks, and pg_stat_activity waiting on an advisory lock."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "select a.pid from pg_locks l join pg_stat_activity a on a.pid = l.pid"
+            " where l.locktype = 'advisory' and not l.granted"
+            " and (l.classid::bigint << 32 | l.objid::bigint) = %s"
+            " and a.wait_event_type = 'Lock' and a.wait_event = 'advisory'"
+            " and a.datname = current_database()",
+            [LOAD_LOCK_KEY],
+        ).fetchone()
+    return row[0] if row else None
+
+
 def test_a_load_waits_for_the_load_lock(url: str, tmp_path: Path) -> None:
+    """The load blocks on the advisory lock (seen from PostgreSQL's side, not guessed from a
+    sleep), commits nothing while it waits, and goes through once the lock is released."""
     curated_dir = base_curated().write(tmp_path / "c")
     with psycopg.connect(url, autocommit=True) as holder:
         holder.execute("select pg_advisory_lock(%s)", [LOAD_LOCK_KEY])
         worker = threading.Thread(target=load, args=(url, curated_dir, "run-waiting"))
         worker.start()
-        worker.join(1.0)
+        deadline = time.monotonic() + 60
+        while (waiter := _waiting_for_load_lock(url)) is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert waiter is not None, "the load never blocked on the load lock"
         assert worker.is_alive()
         assert is_load_committed(url, "run-waiting") is False
         holder.execute("select pg_advisory_unlock(%s)", [LOAD_LOCK_KEY])
     worker.join(30)
+    assert not worker.is_alive()
     assert is_load_committed(url, "run-waiting") is True
+    assert _waiting_for_load_lock(url) is None
 
 
 def test_view_answers_the_bi_question(url: str, tmp_path: Path) -> None:
