@@ -123,7 +123,7 @@ def test_demo_ui_links_the_runs_and_stops_the_server_on_sigint(sample_dir, tmp_p
             status, page = _get(run_page, accept="text/html")  # as a browser asks for it
             assert status == 200 and b"<!DOCTYPE html>" in page
         demo.send_signal(signal.SIGINT)
-        assert demo.wait(timeout=60) == 0
+        assert demo.wait(timeout=180) == 0  # the server's shutdown is slow on a busy machine
         assert "demo: stopping the Prefect server" in output.rest()
         assert not _answers(api)
     finally:

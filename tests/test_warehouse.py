@@ -165,6 +165,7 @@ CONTRACT = {
         "started_at",
         "finished_at",
         "loaded_by",
+        "source_days",
     ],
 }
 
