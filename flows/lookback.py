@@ -18,8 +18,8 @@ from flows.stage import stage_source_day
 from flows.transform import (
     CHANGES_DIR,
     CURATED_SCHEMAS,
-    EVENTS_SCHEMA,
     connect,
+    events_select,
     parquet_select,
     read_sql,
 )
@@ -45,14 +45,14 @@ def earlier_days(day: dt.date, count: int) -> list[dt.date]:
     return [day - dt.timedelta(days=n) for n in range(count, 0, -1)]
 
 
-def catch_up_day(settings: Any, lake: Lake, day: dt.date, memory_limit: str) -> LateDay:
+def catch_up_day(settings: Any, lake: Lake, day: dt.date) -> LateDay:
     """List an earlier day, fetch its new or changed objects, and re-stage it only when it got
     some (or when a killed run fetched without staging). Holds the day's lake lock."""
     with lake_lock(lake, f"day-{day.isoformat()}"):
         fetched = fetch_day(settings, lake, day, progress=lambda _: None, write_unchanged=False)
         late = LateDay(day, listed=fetched.listed, late_objects=fetched.fetched_keys)
         if late.late_objects or lake.raw_newer_than_staging(day):
-            staged = stage_source_day(lake, day, memory_limit=memory_limit)
+            staged = stage_source_day(lake, day, memory_limit=settings.duckdb_memory_limit)
             late.staged, late.events, late.quarantined = True, staged.events, staged.quarantined
     return late
 
@@ -64,7 +64,7 @@ def catch_late_objects(settings: Any, lake_root: str, days: list[dt.date]) -> li
     logger = run_logger(__name__)
     found = []
     for day in days:
-        late = catch_up_day(settings, lake, day, settings.duckdb_memory_limit)
+        late = catch_up_day(settings, lake, day)
         if late.staged:
             logger.info(
                 "lookback %s: %d late object(s) %s; re-staged %d events (%d quarantined)",
@@ -81,9 +81,10 @@ def catch_late_objects(settings: Any, lake_root: str, days: list[dt.date]) -> li
 def periods_touched_by(
     lake: Lake, days: list[dt.date], curated_dir: Path, recomputed: list[str]
 ) -> list[str]:
-    """Of the recomputed periods, those that the given source days' events reach: a period
-    event of theirs, or a valid point of theirs inside the window of one of the period's
-    vehicles. Reads only those days' staged events and the run's curated output."""
+    """Of the recomputed periods, those that the given source days' events reach (a period
+    event, a valid point in the window of one of the period's vehicles, or an overlapping break
+    of its organization: flows/sql/late_periods.sql). Reads only those days' staged events and
+    the run's curated output."""
     files = [
         str(f) for d in days for p in lake.events_partitions_of(d) for f in p.glob("*.parquet")
     ]
@@ -91,7 +92,6 @@ def periods_touched_by(
         return []
     fop, fvop = "fact_operating_period", "fact_vehicle_operating_period"
     views = {
-        "late_events": (files, EVENTS_SCHEMA),
         fop: ([str(curated_dir / fop / "*.parquet")], CURATED_SCHEMAS[fop]),
         "changed_vehicle_periods": (
             [str(curated_dir / CHANGES_DIR / fvop / "*.parquet")],
@@ -100,6 +100,7 @@ def periods_touched_by(
     }
     con = connect()
     try:
+        con.sql(f"create view late_events as {events_select(files)}")
         for name, (paths, schema) in views.items():
             con.sql(f"create view {name} as {parquet_select(paths, schema)}")
         con.execute(
