@@ -21,6 +21,7 @@ from test_transform import (
     curated,
     lat_km,
     vehicle_rows,
+    vehicle_rows_and_expected,
 )
 
 from flows.lake import Lake
@@ -302,15 +303,7 @@ def test_generated_days_with_breaks_match_the_reference_in_any_order(
         for b in expected["breaks"]
     }  # fmt: skip
     assert got_breaks == want_breaks and len(want_breaks) > 10
-    got = {
-        (r["operating_period_id"], r["vehicle_id"]): r
-        for r in tables["fact_vehicle_operating_period"].to_dicts()
-    }
-    want = {
-        (p["operating_period_id"], vehicle): v
-        for p in expected["periods"]
-        for vehicle, v in p["vehicle_distances"].items()
-    }
+    got, want = vehicle_rows_and_expected(tables, expected)
     assert set(got) == set(want)
     with_breaks = [k for k, w in want.items() if w["break_distance_km"] > 0]
     assert len(with_breaks) > 5 and any(want[k]["distance_km"] > 0 for k in with_breaks)

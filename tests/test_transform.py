@@ -476,6 +476,20 @@ def stage_generated(tmp_path: Path, lake: Lake) -> tuple[dict, list[dt.date]]:
     return json.loads(Path(result.expected).read_text()), sorted(days)
 
 
+def vehicle_rows_and_expected(tables: dict, expected: dict) -> tuple[dict, dict]:
+    """The curated vehicle-period rows and the reference's, both by (period, vehicle)."""
+    got = {
+        (r["operating_period_id"], r["vehicle_id"]): r
+        for r in tables["fact_vehicle_operating_period"].to_dicts()
+    }
+    want = {
+        (p["operating_period_id"], vehicle): v
+        for p in expected["periods"]
+        for vehicle, v in p["vehicle_distances"].items()
+    }
+    return got, want
+
+
 def iso_z(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
@@ -505,15 +519,7 @@ def test_generated_days_published_out_of_order_match_the_reference(tmp_path: Pat
         for p in expected["periods"]
     }
     assert got_periods == want_periods and len(want_periods) > 10
-    got = {
-        (r["operating_period_id"], r["vehicle_id"]): r
-        for r in tables["fact_vehicle_operating_period"].to_dicts()
-    }
-    want = {
-        (p["operating_period_id"], vehicle): v
-        for p in expected["periods"]
-        for vehicle, v in p["vehicle_distances"].items()
-    }
+    got, want = vehicle_rows_and_expected(tables, expected)
     assert set(got) == set(want) and len(want) > 10
     for key, w in want.items():
         g = got[key]
