@@ -131,6 +131,15 @@ QUARANTINE = Table(
     partition="source_day",
 )
 
+# Bounds and liveness of an operating period, and of a break (shaped like a period, DESIGN.md).
+_LIFECYCLE = (
+    ("start_at", "timestamptz"),
+    ("finish_at", "timestamptz"),
+    ("is_deleted", "boolean"),
+    ("created_at", "timestamptz"),  # at of the latest create
+    ("updated_at", "timestamptz"),  # at of the last event
+)
+
 # The curated tables, in load order: dimensions before the facts that reference them.
 CURATED: dict[str, Table] = {
     table.name: table
@@ -179,11 +188,7 @@ CURATED: dict[str, Table] = {
             _columns(
                 ("operating_period_id", "varchar"),
                 ("organization_id", "varchar"),
-                ("start_at", "timestamptz"),
-                ("finish_at", "timestamptz"),
-                ("is_deleted", "boolean"),
-                ("created_at", "timestamptz"),
-                ("updated_at", "timestamptz"),
+                *_LIFECYCLE,
             ),
             key=("operating_period_id",),
             load=UPSERT,
@@ -194,11 +199,7 @@ CURATED: dict[str, Table] = {
                 ("break_id", "varchar"),
                 ("vehicle_id", "varchar"),
                 ("organization_id", "varchar"),
-                ("start_at", "timestamptz"),
-                ("finish_at", "timestamptz"),
-                ("is_deleted", "boolean"),
-                ("created_at", "timestamptz"),
-                ("updated_at", "timestamptz"),
+                *_LIFECYCLE,
             ),
             key=("break_id",),
             load=UPSERT,
