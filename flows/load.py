@@ -157,11 +157,13 @@ def _exchange_events(
     return sum(by_date[(day,)].height for day in event_dates if (day,) in by_date)
 
 
-def _identifiers(names: tuple[str, ...] | list[str], prefix: str | None = None) -> sql.Composed:
-    return sql.SQL(", ").join(sql.Identifier(*filter(None, (prefix, n))) for n in names)
+def _identifiers(names: tuple[str, ...] | list[str], qualifier: str | None = None) -> sql.Composed:
+    """``a, b`` or, with a qualifier, ``q.a, q.b``, quoted."""
+    parts = [sql.Identifier(qualifier, n) if qualifier else sql.Identifier(n) for n in names]
+    return sql.SQL(", ").join(parts)
 
 
-def merge_statement(table: str) -> sql.Composed:
+def _merge_statement(table: str) -> sql.Composed:
     """The statement that moves a table's staged rows into the warehouse table, its column
     lists filled in from the declaration (flows/tables.py): an upsert on the key, or for a
     table replaced by period the insert of the recomputed periods' rows."""
@@ -203,9 +205,9 @@ def _merge(
             rows[table] = _exchange_events(conn, frame, scope["event_dates"], tag)
         elif table in REPLACED:
             conn.execute(read_sql(f"delete_{table}.sql"), scope)
-            rows[table] = conn.execute(merge_statement(table), scope).rowcount
+            rows[table] = conn.execute(_merge_statement(table), scope).rowcount
         else:
-            conn.execute(merge_statement(table))
+            conn.execute(_merge_statement(table))
             rows[table] = frame.height
     checkpoint("load.merged")
     return rows
