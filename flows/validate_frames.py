@@ -95,23 +95,37 @@ def with_vehicle_checks(vehicles: pl.DataFrame, periods: pl.DataFrame) -> pl.Dat
 
 def with_break_checks(breaks: pl.DataFrame, periods: pl.DataFrame) -> pl.DataFrame:
     """Breaks plus ``break_hours`` and ``overlaps_period`` (a live period of the break's
-    organization overlaps it), because GX checks one table at a time."""
-    live = periods.filter(~pl.col("is_deleted")).select(
-        "organization_id", period_start="start_at", period_finish="finish_at"
+    organization overlaps it), because GX checks one table at a time.
+
+    A period overlaps a break when it starts by the break's finish and finishes at or after its
+    start, so some period overlaps it exactly when the latest finish among the periods that
+    start by the break's finish reaches its start: one as-of join on the periods sorted by
+    start with their running latest finish, not every break against every period."""
+    bounds = ("start_at", "finish_at")
+    live = (
+        periods.filter(~pl.col("is_deleted") & pl.all_horizontal(pl.col(bounds).is_not_null()))
+        .select("organization_id", period_start="start_at", reach="finish_at")
+        .sort("period_start")
+        .with_columns(pl.col("reach").cum_max().over("organization_id"))
     )
     overlapping = (
-        breaks.select("break_id", "organization_id", "start_at", "finish_at")
-        .join(live, on="organization_id", how="inner")
-        .filter(
-            (pl.col("period_start") <= pl.col("finish_at"))
-            & (pl.col("period_finish") >= pl.col("start_at"))
+        breaks.select("break_id", "organization_id", *bounds)
+        .filter(pl.all_horizontal(pl.col(bounds).is_not_null()))
+        .sort("finish_at")
+        .join_asof(
+            live,
+            left_on="finish_at",
+            right_on="period_start",
+            by="organization_id",
+            strategy="backward",
+            check_sortedness=False,  # both sides sorted just above; with `by` it cannot check
         )
-        .select("break_id")
-        .unique()
+        .filter(pl.col("reach") >= pl.col("start_at"))
+        .get_column("break_id")
     )
     hours = (pl.col("finish_at") - pl.col("start_at")).dt.total_microseconds() / 3.6e9
     return breaks.with_columns(
-        break_hours=hours, overlaps_period=pl.col("break_id").is_in(overlapping["break_id"])
+        break_hours=hours, overlaps_period=pl.col("break_id").is_in(overlapping.implode())
     )
 
 
