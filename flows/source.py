@@ -91,18 +91,6 @@ def parse_source_day(name: str) -> dt.date | None:
         return None
 
 
-def count_by_day(objects: list[SourceObject]) -> tuple[dict[dt.date, int], int]:
-    """Objects per source day, and how many names carry no day (``unmatched``)."""
-    days: dict[dt.date, int] = {}
-    unmatched = 0
-    for obj in objects:
-        if obj.source_day is None:
-            unmatched += 1
-        else:
-            days[obj.source_day] = days.get(obj.source_day, 0) + 1
-    return dict(sorted(days.items())), unmatched
-
-
 def redact_url(url: str) -> str:
     """A URL without user info or query string, safe to log."""
     parts = urlsplit(url)

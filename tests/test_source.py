@@ -8,14 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from support_source import empty_bucket, put_many
+from support_source import count_by_day, empty_bucket, put_many
 
 from flows.settings import Settings
 from flows.source import (
     LocalSource,
     S3Source,
     SourceError,
-    count_by_day,
     open_source,
     parse_source_day,
     redact_url,
