@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 
-from flows.lake import Lake, LakeError, Swap, Txn, TxnKind, _undo, atomic_write_bytes, recover
+from flows.lake import (
+    Lake,
+    LakeError,
+    Manifest,
+    Swap,
+    Txn,
+    TxnKind,
+    _undo,
+    atomic_write_bytes,
+    recover,
+)
 
 
 def _dir_with(path: Path, name: str, text: str) -> Path:
@@ -135,3 +146,40 @@ def test_unwritable_root_is_a_one_line_lake_error(tmp_path: Path) -> None:
     with pytest.raises(LakeError, match="is not writable") as info:
         Lake(blocker / "lake").ensure_writable()
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "txn",
+    [
+        Txn(TxnKind.PUBLISH, "local-0123abcd"),
+        Txn(TxnKind.STAGE, "89abcdef0123", dt.date(2019, 6, 1)),
+        Txn(TxnKind.FETCH, day=dt.date(2019, 6, 1)),
+    ],
+    ids=["publish-named-by-its-run-id", "stage-of-a-day", "fetch-of-a-day"],
+)
+def test_a_journal_name_gives_back_its_transaction(lake: Lake, txn: Txn) -> None:
+    """Recovery tells whose journal it reads from its name alone (a journal killed before its
+    rename cannot be read), so the name must carry the kind and the day."""
+    assert Txn.parse(lake.journal(txn).stem) == txn
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [('{"key": {"name": "x"', "Expecting"), ('["not", "entries"]', "not a JSON object")],
+    ids=["truncated-json", "not-an-object-of-entries"],
+)
+def test_a_damaged_manifest_is_a_lake_error_never_an_empty_one(
+    lake: Lake, content: str, reason: str
+) -> None:
+    """Read as empty, it would re-fetch pruned objects and stage rows under other keys."""
+    day = dt.date(2019, 6, 1)
+    lake.manifest_path(day).parent.mkdir(parents=True)
+    lake.manifest_path(day).write_text(content)
+    with pytest.raises(LakeError, match=f"manifest .* is unreadable .*{reason}.*delete it"):
+        Manifest.read(lake, day)
+
+
+def test_a_missing_manifest_is_an_empty_one(lake: Lake) -> None:
+    manifest = Manifest.read(lake, dt.date(2019, 6, 1))
+    assert manifest.entries == {}
+    assert manifest.path == lake.manifest_path(dt.date(2019, 6, 1))
