@@ -73,8 +73,6 @@ class SourceObject:
 class Source(Protocol):
     def list_day(self, day: dt.date) -> list[SourceObject]: ...
 
-    def list_all(self) -> list[SourceObject]: ...
-
     def download(self, obj: SourceObject, dest: Path) -> None: ...
 
     def describe(self) -> str: ...
@@ -112,9 +110,6 @@ class S3Source:
     def list_day(self, day: dt.date) -> list[SourceObject]:
         objects = self._list(self.prefix + day.isoformat())
         return [obj for obj in objects if obj.source_day == day]
-
-    def list_all(self) -> list[SourceObject]:
-        return self._list(self.prefix)
 
     def _list(self, prefix: str) -> list[SourceObject]:
         try:
@@ -214,9 +209,6 @@ class LocalSource:
 
     def list_day(self, day: dt.date) -> list[SourceObject]:
         return [obj for obj in self._list(day.isoformat()) if obj.source_day == day]
-
-    def list_all(self) -> list[SourceObject]:
-        return self._list("")
 
     def _list(self, prefix: str) -> list[SourceObject]:
         if not self.root.is_dir():

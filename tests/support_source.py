@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
 
-from flows.source import SourceObject
+from flows.source import LocalSource, S3Source, SourceObject
 
 
 def put_many(s3_client, bucket: str, objects: dict[str, bytes], *, workers: int = 8) -> None:
@@ -37,3 +37,8 @@ def count_by_day(objects: list[SourceObject]) -> tuple[dict[dt.date, int], int]:
         else:
             days[obj.source_day] = days.get(obj.source_day, 0) + 1
     return dict(sorted(days.items())), unmatched
+
+
+def list_all(source: LocalSource | S3Source) -> list[SourceObject]:
+    """Every object of the source, whatever day its name carries (or none)."""
+    return source._list(source.prefix if isinstance(source, S3Source) else "")

@@ -15,7 +15,7 @@ from typing import Any
 import duckdb
 import psycopg
 import pytest
-from support_source import count_by_day
+from support_source import count_by_day, list_all
 
 from flows.lake import Lake
 from flows.reference import analyze, source_day_of, source_day_stats
@@ -229,7 +229,7 @@ def test_hostile_ids_and_odd_days_go_through_the_pipeline_intact(
     summary = daily_pipeline(date=DAY)
 
     # names without a date are never selected, but they are counted
-    assert count_by_day(LocalSource(source).list_all()) == ({DAY: 1}, 3)
+    assert count_by_day(list_all(LocalSource(source))) == ({DAY: 1}, 3)
     assert [source_day_of(n) for n in sorted(files)[:3]] == [DAY.isoformat(), None, None]
     assert summary["fetch"]["listed"] == 1
     assert [p.name for p in Lake(tmp_path / "lake").raw_day(DAY).iterdir()] == [sorted(files)[0]]
