@@ -482,10 +482,10 @@ def test_unreachable_warehouse_fails_clearly_then_the_next_run_loads(
 ) -> None:
     """Nothing listens at the warehouse URL: after the task's retries (delays shortened here)
     the run fails naming the server, the curated swap is rolled back, the next run loads."""
-    from flows import pipeline
+    from flows import publish
 
-    quick = pipeline.load_warehouse.with_options(retry_delay_seconds=0)
-    monkeypatch.setattr(pipeline, "load_warehouse", quick)
+    quick = publish.load_warehouse.with_options(retry_delay_seconds=0)
+    monkeypatch.setattr(publish, "load_warehouse", quick)
     monkeypatch.setenv("VDP_WAREHOUSE_URL", "postgresql://vdp@127.0.0.1:9/warehouse")
     with pytest.raises(WarehouseConnectionError) as failed:
         _daily()
