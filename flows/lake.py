@@ -66,7 +66,7 @@ class Txn:
 
     @classmethod
     def parse(cls, name: str) -> Txn:
-        """The transaction a journal, backup or scratch name belongs to (``name`` of it)."""
+        """The transaction whose ``name`` this is: a journal's stem, or a staging's scratch."""
         for kind in (TxnKind.FETCH, TxnKind.STAGE):
             rest = name.removeprefix(f"{kind.value}-")
             if rest != name:

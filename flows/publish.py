@@ -64,7 +64,7 @@ def _settle_failed_load(swap: Swap, url: str, run_id: str, exc: BaseException) -
 
 
 def _swap_and_load(
-    lake: Lake, url: str, run_id: str, result: TransformResult, load_dir: Path, day: dt.date
+    lake: Lake, url: str, run_id: str, result: TransformResult, load_dir: Path, newest: dt.date
 ) -> dict:
     """Swap the run's output into the lake, load the warehouse, then commit the swap (or
     settle it when the load failed)."""
@@ -75,7 +75,7 @@ def _swap_and_load(
             url,
             load_dir,
             run_id=run_id,
-            partition_date=day,
+            partition_date=newest,
             period_ids=result.recomputed_period_ids + result.removed_period_ids,
             event_dates=result.event_dates,
             source_days=result.source_days,
