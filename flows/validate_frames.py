@@ -8,8 +8,8 @@ from pathlib import Path
 
 import polars as pl
 
+from flows.lake import RunOutput
 from flows.tables import EVENTS, PARTITION_KEYS
-from flows.transform import CHANGES_DIR
 
 EVENTS_SUITE = "events"
 EVENTS_SCHEMA = EVENTS.polars_schema
@@ -48,14 +48,15 @@ def read_curated(curated_dir: Path, table: str) -> pl.DataFrame:
     run recomputed (``_changes/``), which exist, possibly empty, even when no partition was
     touched."""
     only_changes = table in PARTITION_KEYS or table in CHANGED_ROWS_ONLY
-    if only_changes and (Path(curated_dir) / CHANGES_DIR / table).is_dir():
-        table = f"{CHANGES_DIR}/{table}"
-    files = (
-        _parquet_files([Path(curated_dir) / table]) if (Path(curated_dir) / table).exists() else []
-    )
+    output = RunOutput(Path(curated_dir))
+    found = output.changes(table) if only_changes else output.table(table)
+    if only_changes and not found.is_dir():
+        found = output.table(table)
+    files = _parquet_files([found]) if found.exists() else []
     if not files:
         raise ValidationInputError(
-            f"curated table {table} not found under {curated_dir}; run the transform first"
+            f"curated table {found.relative_to(curated_dir)} not found under {curated_dir}; "
+            "run the transform first"
         )
     return pl.read_parquet(files, hive_partitioning=False)
 
