@@ -32,7 +32,8 @@ VOLATILE_WAREHOUSE = {
     "load_audit": {"id", "run_id", "flow_run_id", "started_at", "finished_at"},
     "schema_migrations": {"applied_at"},
 }
-VOLATILE_REPORT = {"run_id", "seconds", "timings", "markdown"}
+# docs_pages: Data Docs URLs, which name the lake and the run
+VOLATILE_REPORT = {"run_id", "seconds", "timings", "markdown", "docs_pages"}
 NOT_HASHED = ["_locks/*", "lake.duckdb", "validation/.lock", "validation/gx/*", "validation/docs/*"]
 LEFTOVER_PATTERNS = ["_tmp/*", "_journal/*", "*.tmp", "*.part", "*.wal"]
 

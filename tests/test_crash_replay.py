@@ -72,7 +72,7 @@ REPLAY = [
     ("stage.written#1", 1), ("write.temp_written#3", 1), ("swap.journal_prepared#1", 1),
     ("swap.partly_moved#1", 1), ("write.temp_written#4", 1), ("swap.published#1", 1),
     ("swap.backups_dropped#1", 1),
-    ("write.temp_written#5", 2), ("fetch.raw_written#22", 2), ("write.temp_written#6", 2),
+    ("write.temp_written#5", 2), ("fetch.raw_written#23", 2), ("write.temp_written#6", 2),
     ("fetch.manifest_written#2", 2),
     ("stage.written#2", 3), ("write.temp_written#7", 3), ("swap.journal_prepared#2", 3),
     ("swap.partly_moved#2", 3), ("write.temp_written#8", 3), ("swap.published#2", 3),
