@@ -321,39 +321,28 @@ def test_overlaps_period_agrees_with_its_definition(seed: int) -> None:
     rng = random.Random(seed)
     t0 = dt.datetime(2019, 6, 1, tzinfo=dt.UTC)
 
-    def bounds(n: int) -> tuple[list, list]:
+    def spans(id_column: str, prefix: str, n: int, orgs: str) -> pl.DataFrame:
+        """n rows with an id, an organization and bounds on a 5-minute clock (5% missing)."""
         starts = [rng.randrange(0, 40) for _ in range(n)]
         ends = [s + rng.randrange(0, 12) for s in starts]
-        cut = lambda v: None if rng.random() < 0.05 else t0 + dt.timedelta(minutes=5 * v)  # noqa: E731
-        return [cut(v) for v in starts], [cut(v) for v in ends]
+        at = [[None if rng.random() < 0.05 else t0 + dt.timedelta(minutes=5 * v) for v in vs]
+              for vs in (starts, ends)]  # fmt: skip
+        return pl.DataFrame(
+            {
+                id_column: [f"{prefix}_{i}" for i in range(n)],
+                "organization_id": [rng.choice(orgs) for _ in range(n)],
+                "start_at": at[0],
+                "finish_at": at[1],
+            },
+            schema_overrides={
+                "start_at": pl.Datetime("us", "UTC"),
+                "finish_at": pl.Datetime("us", "UTC"),
+            },
+        )
 
-    p_start, p_finish = bounds(60)
-    periods = pl.DataFrame(
-        {
-            "operating_period_id": [f"op_{i}" for i in range(60)],
-            "organization_id": [rng.choice("abc") for _ in range(60)],
-            "start_at": p_start,
-            "finish_at": p_finish,
-            "is_deleted": [rng.random() < 0.2 for _ in range(60)],
-        },
-        schema_overrides={
-            "start_at": pl.Datetime("us", "UTC"),
-            "finish_at": pl.Datetime("us", "UTC"),
-        },
-    )
-    b_start, b_finish = bounds(200)
-    breaks = pl.DataFrame(
-        {
-            "break_id": [f"br_{i}" for i in range(200)],
-            "organization_id": [rng.choice("abcd") for _ in range(200)],
-            "start_at": b_start,
-            "finish_at": b_finish,
-        },
-        schema_overrides={
-            "start_at": pl.Datetime("us", "UTC"),
-            "finish_at": pl.Datetime("us", "UTC"),
-        },
-    )
+    periods = spans("operating_period_id", "op", 60, "abc")
+    periods = periods.with_columns(is_deleted=pl.Series([rng.random() < 0.2 for _ in range(60)]))
+    breaks = spans("break_id", "br", 200, "abcd")  # organization d has no periods
     got = with_break_checks(breaks, periods)
     assert got["break_id"].to_list() == breaks["break_id"].to_list()  # order and rows kept
     answer = dict(zip(got["break_id"], got["overlaps_period"], strict=True))
