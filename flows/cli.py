@@ -90,8 +90,8 @@ def _days(text: str) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from flows.generate import generate
     from flows.settings import get_settings
+    from flows.tools.generate import generate
 
     settings = get_settings()
     result = generate(

@@ -70,10 +70,10 @@ def _run_demo(days: int, *, ui: bool) -> list[dt.date]:
 
     import boto3
 
-    from flows.generate import generate
     from flows.pipeline import daily_pipeline
     from flows.report import print_answer, print_run_summary
     from flows.settings import export_overrides, get_settings
+    from flows.tools.generate import generate
     from flows.warehouse import embedded_psql_hint
 
     started = time.perf_counter()

@@ -17,9 +17,9 @@ import psycopg
 import pytest
 
 from flows.lake import Lake
-from flows.reference import analyze, source_day_of, source_day_stats
 from flows.source import LocalSource, count_by_day
 from flows.stage import stage_source_day
+from flows.tools.reference import analyze, source_day_of, source_day_stats
 
 DAY = dt.date(2019, 6, 1)
 NAME = "2019-06-01-15-17-4-events.json"

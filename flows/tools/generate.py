@@ -1,7 +1,7 @@
 """Synthetic door2door-style events with the quirks of real feeds, and their expected answer.
 
 Writes `<out>/data/<name>.json` (a directory or `s3://bucket/prefix/`) plus `<out>/expected.json`,
-which flows.reference computes from the written bytes. Same seed, same bytes: one
+which flows.tools.reference computes from the written bytes. Same seed, same bytes: one
 random.Random drives everything, ids are derived from it, no wall clock is read.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from flows import reference
-from flows.generate_breaks import break_lines, plan_breaks
+from flows.tools import reference
+from flows.tools.generate_breaks import break_lines, plan_breaks
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
