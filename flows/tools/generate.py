@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from flows.errors import VdpError
 from flows.tools import reference
 from flows.tools.generate_breaks import break_lines, plan_breaks
 
@@ -54,7 +55,7 @@ TOP_EXTRAS = (',"api_version":"2.3.1"', ',"_meta":{"gateway":"gw-3","retries":1}
 DATA_EXTRAS = (',"battery":87', ',"heading":123.5,"firmware":"v1.9"')
 
 
-class GenerateError(RuntimeError):
+class GenerateError(VdpError):
     """Generation cannot write its output (missing bucket, unreachable endpoint, bad arguments)."""
 
 
