@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 
 from flows.checkpoints import checkpoint
+from flows.errors import VdpError
 from flows.lake import Lake
 from flows.locks import lake_lock
 from flows.transform import (
@@ -39,7 +40,7 @@ MAX_CELL = 60
 CATALOG_SCRATCH = "catalog"  # _tmp/catalog-*.duckdb: a refresh being built
 
 
-class CatalogError(RuntimeError):
+class CatalogError(VdpError):
     """The catalog could not be built or a query over it failed."""
 
 

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from flows.checkpoints import checkpoint
+from flows.errors import VdpError
 
 FETCH_TXN = "fetch-"  # journal names of fetches; swap journals never start with it
 
 
-class LakeError(RuntimeError):
+class LakeError(VdpError):
     """The lake root cannot be used (missing permissions, read-only, full disk)."""
 
 

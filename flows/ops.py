@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo, sql
 
+from flows.errors import VdpError
 from flows.lake import Lake, atomic_write_json
 from flows.locks import lake_lock
 from flows.warehouse import MIGRATIONS_DIR, connect, describe_error, redact
@@ -34,7 +35,7 @@ _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 _DAY_DIR = re.compile(r"^source_day=(\d{4}-\d{2}-\d{2})$")
 
 
-class OpsError(RuntimeError):
+class OpsError(VdpError):
     """A backup, restore or prune cannot be done; the message says what to do instead."""
 
 

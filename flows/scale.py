@@ -9,6 +9,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
 
+from flows.errors import VdpError
+
 F = TypeVar("F")
 
 DAY_LIMIT_PREFIX = "vdp-day-"
@@ -23,11 +25,11 @@ LOCAL_CLUSTER = {
 QUIET_LOGGERS = ("distributed", "dask", "bokeh", "tornado")
 
 
-class DaskUnavailable(RuntimeError):
+class DaskUnavailable(VdpError):
     """prefect-dask is not installed, so a Dask task runner cannot be built."""
 
 
-class DayBusy(RuntimeError):
+class DayBusy(VdpError):
     """Another run holds a source day's concurrency slot for longer than we wait."""
 
 

@@ -24,6 +24,7 @@ from prefect import task
 
 from flows import duck
 from flows.checkpoints import checkpoint
+from flows.errors import VdpError
 from flows.lake import Lake, Swap, recover
 from flows.logs import run_logger
 
@@ -46,7 +47,7 @@ STAGE_TXN = "stage-"
 PARQUET_OPTIONS = "format parquet, compression zstd, compression_level 1"
 
 
-class StageError(RuntimeError):
+class StageError(VdpError):
     """A source day cannot be staged (no raw data, unreadable raw file)."""
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from flows.errors import VdpError
 from flows.transform import CHANGES_DIR, PARTITION_KEYS
 
 EVENTS_SUITE = "events"
@@ -36,7 +37,7 @@ EVENTS_SCHEMA = pl.Schema(
 )
 
 
-class ValidationInputError(RuntimeError):
+class ValidationInputError(VdpError):
     """Data that validation needs (a curated table) is missing."""
 
 
