@@ -360,10 +360,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _logs_to_stdout() -> None:
+def _console_defaults() -> None:
     """Keep stderr for the one-line error: Prefect's console logs (run progress, and the
-    tracebacks it logs for failed tasks) go to stdout. Read when Prefect sets up logging."""
+    tracebacks it logs for failed tasks) go to stdout. Read when Prefect sets up logging.
+    Each only a default: the user's environment wins."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
+    # The temporary Prefect API a run starts, and GX, send no usage data unless asked to: offline
+    # their failed attempts would log errors the user can do nothing about.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 
 def _debug_requested(args: argparse.Namespace) -> bool:
@@ -382,7 +387,7 @@ def _error_line(exc: Exception, debug: bool) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _logs_to_stdout()
+    _console_defaults()
     args = build_parser().parse_args(argv)
     debug = _debug_requested(args)
     try:

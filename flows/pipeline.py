@@ -24,7 +24,7 @@ from flows.locks import lake_lock
 from flows.lookback import catch_late_objects, earlier_days, periods_touched_by
 from flows.recovery import recover_publish
 from flows.report import publish_run_artifacts
-from flows.scale import day_slots
+from flows.scale import day_slots, timeout_where_enforced
 from flows.settings import Settings, get_settings
 from flows.stage import raw_files, stage_partition
 from flows.transform import TransformResult, transform_partition
@@ -174,12 +174,14 @@ def _preflight(settings: Settings, lake: Lake, day: Day, *, own_day: bool = Fals
 def _ingest(settings: Settings, lake: Lake, day: Day) -> dict:
     """Fetch then stage one source day, holding the day's lake lock (one writer per day)."""
     with lake_lock(lake, f"day-{day.isoformat()}"):
-        fetched = fetch_new_objects(settings, str(lake.root), day)
-        staged = stage_partition(str(lake.root), day, settings.duckdb_memory_limit)
+        fetch, stage = (timeout_where_enforced(t) for t in (fetch_new_objects, stage_partition))
+        fetched = fetch(settings, str(lake.root), day)
+        staged = stage(str(lake.root), day, settings.duckdb_memory_limit)
     return {"fetch": fetched, "stage": staged}
 
 
-@task(name="ingest-source-day", timeout_seconds=7200)
+# No timeout: it always runs in a task runner's worker thread, where none can be enforced.
+@task(name="ingest-source-day")
 def ingest_source_day(settings: Settings, lake_root: str, day: Day) -> dict:
     """One day's fetch and stage as a unit a backfill can run beside other days."""
     return _ingest(settings, Lake(Path(lake_root)), day)
