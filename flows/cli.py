@@ -369,6 +369,9 @@ def _console_defaults() -> None:
     # their failed attempts would log errors the user can do nothing about.
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # The first start of a temporary Prefect API after an install compiles its modules: Prefect's
+    # 20 s wait for it is too short on a busy laptop.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 
 def _debug_requested(args: argparse.Namespace) -> bool:
