@@ -76,7 +76,8 @@ def synth_events(n: int, seed: int = 7) -> pl.DataFrame:
 
 
 def synth_curated(periods: int, seed: int = 7) -> dict[str, pl.DataFrame]:
-    """periods five-minute periods with five vehicles each, up to ~10 km per vehicle."""
+    """periods five-minute periods with five vehicles each, up to ~10 km per vehicle, and a
+    driver's break in one period in ten."""
     rng = np.random.default_rng(seed)
     start = _utc(rng.integers(0, 86_000, periods) * 1_000_000)
     ids = [f"op_{i}" for i in range(periods)]
@@ -103,7 +104,25 @@ def synth_curated(periods: int, seed: int = 7) -> dict[str, pl.DataFrame]:
             "last_location_at": np.repeat(start.to_numpy(), per),
         }
     ).with_columns(pl.col("first_location_at", "last_location_at").dt.replace_time_zone("UTC"))
-    return {"fact_operating_period": fact_periods, "fact_vehicle_operating_period": vehicles}
+    breaks = periods // 10  # a 15-minute break inside one period in ten, one vehicle each
+    break_start = start[:breaks] + dt.timedelta(minutes=1)
+    fact_breaks = pl.DataFrame(
+        {
+            "break_id": [f"br_{i}" for i in range(breaks)],
+            "vehicle_id": [f"veh_{i % per}" for i in range(breaks)],
+            "organization_id": "org-id",
+            "start_at": break_start,
+            "finish_at": break_start + dt.timedelta(minutes=15),
+            "is_deleted": rng.random(breaks) < 0.1,
+            "created_at": break_start,
+            "updated_at": break_start,
+        }
+    )
+    return {
+        "fact_operating_period": fact_periods,
+        "fact_vehicle_operating_period": vehicles,
+        "fact_break": fact_breaks,
+    }
 
 
 def main() -> None:

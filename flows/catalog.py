@@ -19,6 +19,7 @@ from flows.checkpoints import checkpoint
 from flows.errors import VdpError
 from flows.lake import Lake
 from flows.locks import lake_lock
+from flows.tables import QUARANTINE
 from flows.transform import (
     CURATED_SCHEMAS,
     PARTITION_KEYS,
@@ -26,15 +27,6 @@ from flows.transform import (
     parquet_select,
     read_sql,
 )
-
-QUARANTINE_SCHEMA: dict[str, str] = {
-    "source_key": "varchar",
-    "line_number": "bigint",
-    "raw_line": "varchar",
-    "reason": "varchar",
-    "ingested_at": "timestamptz",
-    "source_day": "date",
-}
 
 MAX_CELL = 60
 CATALOG_SCRATCH = "catalog"  # _tmp/catalog-*.duckdb: a refresh being built
@@ -55,10 +47,11 @@ def catalog_views(lake: Lake) -> dict[str, str]:
     views = {
         "staged_events": events_select([lake.events_glob]),
         "events": read_sql("events_distinct"),
-        "quarantine": parquet_select([lake.quarantine_glob], QUARANTINE_SCHEMA),
+        "quarantine": parquet_select([lake.quarantine_glob], QUARANTINE.schema),
     }
     for table, schema in CURATED_SCHEMAS.items():
-        views[table] = parquet_select([_curated_glob(lake, table)], schema)
+        # tolerant: partitions written before a column was declared read it as NULL
+        views[table] = parquet_select([_curated_glob(lake, table)], schema, tolerant=True)
     views["avg_distance_per_operating_period"] = read_sql("avg_distance_per_operating_period")
     return views
 

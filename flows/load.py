@@ -23,6 +23,7 @@ from pydantic import SecretStr
 
 from flows.checkpoints import checkpoint
 from flows.pgbinary import binary_slices
+from flows.tables import EXCHANGE, LOADED, REPLACE_PERIODS, loaded_as
 from flows.transform import CHANGES_DIR
 from flows.warehouse import (
     WarehouseConnectionError,
@@ -37,64 +38,9 @@ LOAD_LOCK_KEY = 0x5644_5002  # arbitrary fixed key: two loads never merge at the
 COPY_ROWS = 50_000  # rows per CSV slice sent to COPY
 
 # Load order (dimensions before the facts that reference them) and column order per table.
-TABLES: dict[str, tuple[str, ...]] = {
-    "dim_organization": ("organization_id", "first_seen_at", "last_seen_at", "vehicles"),
-    "dim_vehicle": (
-        "vehicle_id",
-        "organization_id",
-        "first_seen_at",
-        "last_seen_at",
-        "registered_at",
-        "deregistered_at",
-        "events",
-    ),
-    "dim_date": ("date_key", "year", "quarter", "month", "day", "day_of_week", "is_weekend"),
-    "fact_operating_period": (
-        "operating_period_id",
-        "organization_id",
-        "start_at",
-        "finish_at",
-        "is_deleted",
-        "created_at",
-        "updated_at",
-    ),
-    "fact_break": (
-        "break_id",
-        "vehicle_id",
-        "organization_id",
-        "start_at",
-        "finish_at",
-        "is_deleted",
-        "created_at",
-        "updated_at",
-    ),
-    "fact_vehicle_operating_period": (
-        "operating_period_id",
-        "vehicle_id",
-        "organization_id",
-        "distance_km",
-        "break_distance_km",
-        "location_points",
-        "first_location_at",
-        "last_location_at",
-    ),
-    "fact_vehicle_event": (
-        "event_id",
-        "vehicle_id",
-        "organization_id",
-        "event",
-        "at",
-        "lat",
-        "lng",
-        "location_at",
-        "is_valid_point",
-        "event_date",
-    ),
-}
-# Tables whose load scope is replaced (delete, then insert) rather than upserted.
-REPLACED = {"fact_vehicle_operating_period"}
-# Replaced per event date by partition exchange (migration 004): never staged or merged.
-EXCHANGED = "fact_vehicle_event"
+TABLES = {name: table.column_names for name, table in LOADED.items()}
+REPLACED = set(loaded_as(REPLACE_PERIODS))  # delete the recomputed periods' rows, then insert
+(EXCHANGED,) = loaded_as(EXCHANGE)  # replaced per event date by partition exchange, never staged
 
 
 @dataclass
@@ -211,6 +157,40 @@ def _exchange_events(
     return sum(by_date[(day,)].height for day in event_dates if (day,) in by_date)
 
 
+def _identifiers(names: tuple[str, ...] | list[str], qualifier: str | None = None) -> sql.Composed:
+    """``a, b`` or, with a qualifier, ``q.a, q.b``, quoted."""
+    parts = [sql.Identifier(qualifier, n) if qualifier else sql.Identifier(n) for n in names]
+    return sql.SQL(", ").join(parts)
+
+
+def _merge_statement(table: str) -> sql.Composed:
+    """The statement that moves a table's staged rows into the warehouse table, its column
+    lists filled in from the declaration (flows/tables.py): an upsert on the key, or for a
+    table replaced by period the insert of the recomputed periods' rows."""
+    declared = LOADED[table]
+    columns = declared.column_names
+    if declared.load == REPLACE_PERIODS:
+        template, values = "insert_recomputed_rows.sql", {}
+    else:
+        others = [c for c in columns if c not in declared.key]
+        values = {
+            "key": _identifiers(declared.key),
+            "assignments": sql.SQL(", ").join(
+                sql.SQL("{} = {}").format(sql.Identifier(c), sql.Identifier("excluded", c))
+                for c in others
+            ),
+            "target_values": _identifiers(others, "target"),
+            "excluded_values": _identifiers(others, "excluded"),
+        }
+        template = "upsert_staged_rows.sql"
+    return sql.SQL(read_sql(template)).format(
+        table=sql.Identifier("warehouse", table),
+        stage=sql.Identifier(f"stage_{table}"),
+        columns=_identifiers(columns),
+        **values,
+    )
+
+
 def _merge(
     conn: psycopg.Connection, frames: dict[str, pl.DataFrame], scope: dict[str, object], tag: str
 ) -> dict[str, int]:
@@ -225,9 +205,9 @@ def _merge(
             rows[table] = _exchange_events(conn, frame, scope["event_dates"], tag)
         elif table in REPLACED:
             conn.execute(read_sql(f"delete_{table}.sql"), scope)
-            rows[table] = conn.execute(read_sql(f"merge_{table}.sql"), scope).rowcount
+            rows[table] = conn.execute(_merge_statement(table), scope).rowcount
         else:
-            conn.execute(read_sql(f"merge_{table}.sql"))
+            conn.execute(_merge_statement(table))
             rows[table] = frame.height
     checkpoint("load.merged")
     return rows

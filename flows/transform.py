@@ -26,115 +26,14 @@ from flows.errors import VdpError
 from flows.lake import Lake
 from flows.logs import run_logger
 from flows.scope import STATE_VERSION, VERSION_FILE, Scope, plan
+from flows.tables import CURATED, EVENTS, PARTITION_KEYS, WHOLE_TABLES
 
 SQL_DIR = Path(__file__).parent / "sql"
 
-EVENTS_SCHEMA: dict[str, str] = {
-    "event_id": "varchar",
-    "event": "varchar",
-    "on": "varchar",
-    "at": "timestamptz",
-    "entity_id": "varchar",
-    "organization_id": "varchar",
-    "lat": "double",
-    "lng": "double",
-    "location_at": "timestamptz",
-    "period_start": "timestamptz",
-    "period_finish": "timestamptz",
-    "break_vehicle_id": "varchar",
-    "is_valid_point": "boolean",
-    "source_key": "varchar",
-    "line_number": "bigint",
-    "ingested_at": "timestamptz",
-    "event_date": "date",
-    "source_day": "date",
-}
-
-CURATED_SCHEMAS: dict[str, dict[str, str]] = {
-    "fact_operating_period": {
-        "operating_period_id": "varchar",
-        "organization_id": "varchar",
-        "start_at": "timestamptz",
-        "finish_at": "timestamptz",
-        "is_deleted": "boolean",
-        "created_at": "timestamptz",
-        "updated_at": "timestamptz",
-    },
-    "fact_break": {
-        "break_id": "varchar",
-        "vehicle_id": "varchar",
-        "organization_id": "varchar",
-        "start_at": "timestamptz",
-        "finish_at": "timestamptz",
-        "is_deleted": "boolean",
-        "created_at": "timestamptz",
-        "updated_at": "timestamptz",
-    },
-    "fact_vehicle_operating_period": {
-        "operating_period_id": "varchar",
-        "vehicle_id": "varchar",
-        "organization_id": "varchar",
-        "distance_km": "double",
-        "break_distance_km": "double",
-        "location_points": "bigint",
-        "first_location_at": "timestamptz",
-        "last_location_at": "timestamptz",
-    },
-    "fact_vehicle_event": {
-        "event_id": "varchar",
-        "vehicle_id": "varchar",
-        "organization_id": "varchar",
-        "event": "varchar",
-        "at": "timestamptz",
-        "lat": "double",
-        "lng": "double",
-        "location_at": "timestamptz",
-        "is_valid_point": "boolean",
-        "event_date": "date",
-    },
-    "dim_vehicle": {
-        "vehicle_id": "varchar",
-        "organization_id": "varchar",
-        "first_seen_at": "timestamptz",
-        "last_seen_at": "timestamptz",
-        "registered_at": "timestamptz",
-        "deregistered_at": "timestamptz",
-        "events": "bigint",
-    },
-    "dim_organization": {
-        "organization_id": "varchar",
-        "first_seen_at": "timestamptz",
-        "last_seen_at": "timestamptz",
-        "vehicles": "bigint",
-    },
-    "dim_date": {
-        "date_key": "date",
-        "year": "integer",
-        "quarter": "integer",
-        "month": "integer",
-        "day": "integer",
-        "day_of_week": "integer",
-        "is_weekend": "boolean",
-    },
-}
-
-# Curated tables replaced whole on every run (small: one row per period, break, vehicle, org,
-# day).
-WHOLE_TABLES = (
-    "fact_operating_period",
-    "fact_break",
-    "dim_vehicle",
-    "dim_organization",
-    "dim_date",
-)
+EVENTS_SCHEMA = EVENTS.schema
+CURATED_SCHEMAS = {name: table.schema for name, table in CURATED.items()}
 # Whole tables the transform builds before choosing the periods to recompute.
 EVENT_FACTS = ("fact_operating_period", "fact_break")
-# Curated tables replaced per date partition: only the partitions a run touches are written.
-PARTITION_KEYS = {
-    "fact_vehicle_event": "event_date",  # the event date; also a column of the table
-    "fact_vehicle_operating_period": "period_date",  # the period's start date; not a column
-}
-PARTITIONED_TABLE = "fact_vehicle_event"
 CHANGES_DIR = "_changes"  # rows the warehouse must receive, beside the curated output
 STATE_DIR = "_state"  # new state, beside the curated output
 
@@ -295,8 +194,17 @@ def _parquet_files(dirs: list[Path]) -> list[str]:
     return [str(f) for d in dirs for f in sorted(d.glob("*.parquet"))]
 
 
-def _view(con: duckdb.DuckDBPyConnection, name: str, files: list, schema: dict) -> None:
-    con.sql(f"create view {name} as {parquet_select([str(f) for f in files], schema)}")
+def _view(
+    con: duckdb.DuckDBPyConnection, name: str, files: list, schema: dict, tolerant: bool = False
+) -> None:
+    select = parquet_select([str(f) for f in files], schema, tolerant)
+    con.sql(f"create view {name} as {select}")
+
+
+def _published_view(con: duckdb.DuckDBPyConnection, name: str, files: list, table: str) -> None:
+    """A published curated table's rows; files written before a column was declared read it
+    as NULL, so their rows count as changed and reach the warehouse with it."""
+    _view(con, name, files, CURATED_SCHEMAS[table], tolerant=True)
 
 
 def _dates_table(con: duckdb.DuckDBPyConnection, name: str, dates: list[dt.date]) -> None:
@@ -325,7 +233,7 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, scope: Scope) -
     _view(con, "previous_points", _parquet_files(points), STATE_SCHEMAS["location_points"])
     for table in WHOLE_TABLES:
         files = _parquet_files([lake.curated_table(table)])
-        _view(con, f"published_{table.removeprefix('fact_')}", files, CURATED_SCHEMAS[table])
+        _published_view(con, f"published_{table.removeprefix('fact_')}", files, table)
 
 
 def _ids(con: duckdb.DuckDBPyConnection, select: str) -> list:
@@ -395,7 +303,7 @@ def _register_vehicle_partitions(
     parts = (
         [] if scope.rebuild else [lake.curated_partition(table, "period_date", d) for d in dates]
     )
-    _view(con, "published_vehicle_operating_period", _parquet_files(parts), CURATED_SCHEMAS[table])
+    _published_view(con, "published_vehicle_operating_period", _parquet_files(parts), table)
     return dates
 
 
@@ -446,16 +354,25 @@ def _write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path, scope: Scope) -
         rows[table] = _write(con, f"select * from {table}", out_dir / table / "part-0.parquet")
         _write(con, _changed(table, scope.rebuild), changes / table / "part-0.parquet")
     vehicle_periods = "fact_vehicle_operating_period"
-    rows[vehicle_periods] = _write_partitioned(
-        con, "select * from vehicle_periods", out_dir / vehicle_periods, ["period_date"], False
+    rows[vehicle_periods] = _write_curated_partitions(
+        con, "select * from vehicle_periods", out_dir, vehicle_periods
     )
     recomputed = """select * exclude (period_date) from vehicle_periods
         where operating_period_id in (select operating_period_id from recomputed_periods)"""
     _write(con, recomputed, changes / vehicle_periods / "part-0.parquet")
-    rows[PARTITIONED_TABLE] = _write_partitioned(
-        con, read_sql("fct_vehicle_event"), out_dir / PARTITIONED_TABLE, ["event_date"], True
-    )
+    events = "fact_vehicle_event"
+    rows[events] = _write_curated_partitions(con, read_sql("fct_vehicle_event"), out_dir, events)
     return rows
+
+
+def _write_curated_partitions(
+    con: duckdb.DuckDBPyConnection, select: str, out_dir: Path, table: str
+) -> int:
+    """A partitioned curated table under out_dir, by its declared partition key (kept in the
+    files when it is one of the table's columns)."""
+    key = PARTITION_KEYS[table]
+    keep = key in CURATED[table].column_names
+    return _write_partitioned(con, select, out_dir / table, [key], keep)
 
 
 def _write_state(con: duckdb.DuckDBPyConnection, lake: Lake, out_dir: Path, scope: Scope) -> None:
@@ -487,8 +404,10 @@ def _moves(
     state = out_dir / STATE_DIR
     for name in ("period_events", "break_events", "entity_dates", "source_days"):
         moves[lake.state_table(name)] = state / name
-    partitioned = {PARTITIONED_TABLE: scope.event_dates}
-    partitioned["fact_vehicle_operating_period"] = vehicle_dates
+    partitioned = {
+        "fact_vehicle_event": scope.event_dates,
+        "fact_vehicle_operating_period": vehicle_dates,
+    }
     points = lake.state_table("location_points")
     if scope.rebuild:
         for table in partitioned:

@@ -9,32 +9,11 @@ from pathlib import Path
 import polars as pl
 
 from flows.errors import VdpError
-from flows.transform import CHANGES_DIR, PARTITION_KEYS
+from flows.tables import EVENTS, PARTITION_KEYS
+from flows.transform import CHANGES_DIR
 
 EVENTS_SUITE = "events"
-_UTC = pl.Datetime("us", "UTC")
-EVENTS_SCHEMA = pl.Schema(
-    {
-        "event_id": pl.String,
-        "event": pl.String,
-        "on": pl.String,
-        "at": _UTC,
-        "entity_id": pl.String,
-        "organization_id": pl.String,
-        "lat": pl.Float64,
-        "lng": pl.Float64,
-        "location_at": _UTC,
-        "period_start": _UTC,
-        "period_finish": _UTC,
-        "break_vehicle_id": pl.String,
-        "is_valid_point": pl.Boolean,
-        "source_key": pl.String,
-        "line_number": pl.Int64,
-        "ingested_at": _UTC,
-        "event_date": pl.Date,
-        "source_day": pl.Date,
-    }
-)
+EVENTS_SCHEMA = EVENTS.polars_schema
 
 
 class ValidationInputError(VdpError):

@@ -116,7 +116,13 @@ def start_embedded(lake: Lake) -> str:
     if info is None or not info.is_running():
         _forget_handle(lake.warehouse_dir.resolve())  # stopped elsewhere: start it again
     try:
-        server = pgserver.get_server(lake.warehouse_dir, cleanup_mode=None)
+        try:
+            server = pgserver.get_server(lake.warehouse_dir, cleanup_mode=None)
+        except (subprocess.TimeoutExpired, FileNotFoundError):
+            # pgserver gives pg_ctl 10 s (then fails reading a log not yet written); on a busy
+            # machine the server may still be coming up: attach to it, or start it once more
+            _forget_handle(lake.warehouse_dir.resolve())
+            server = pgserver.get_server(lake.warehouse_dir, cleanup_mode=None)
     except (subprocess.SubprocessError, OSError, AssertionError) as exc:
         raise WarehouseError(
             f"cannot start the embedded PostgreSQL in {lake.warehouse_dir}: "

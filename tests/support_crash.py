@@ -22,6 +22,8 @@ import signal
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -188,6 +190,50 @@ def leftovers(lake_root: Path) -> list[str]:
     from support_replay import leftovers as anywhere
 
     return anywhere(lake_root)
+
+
+# waiting on what a run is doing -----
+def wait_for(condition: Callable[[], object], what: str, timeout: float = 90) -> object:
+    """Poll ``condition`` until it returns something true; that value."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def blocked_loader(url: str) -> int | None:
+    """The pid of a vdp backend of this database inside its transaction, waiting on a lock
+    (PostgreSQL's own view of the blocked load, not a guess from elapsed time)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "select pid from pg_stat_activity where application_name = 'vdp'"
+            " and datname = current_database() and wait_event_type = 'Lock'"
+            " and xact_start is not null"
+        ).fetchone()
+    return row[0] if row else None
+
+
+class InThread:
+    """Run ``target`` in a thread of this process; its exceptions are kept for the test."""
+
+    def __init__(self, target: Callable[[], object]) -> None:
+        self.errors: list[BaseException] = []
+        self._target = target
+        self._thread = threading.Thread(target=self._run)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self._target()
+        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
+            self.errors.append(exc)
+
+    def join(self, timeout: float) -> list[BaseException]:
+        self._thread.join(timeout=timeout)
+        assert not self._thread.is_alive(), "the run did not end"
+        return self.errors
 
 
 # a download that hangs -----

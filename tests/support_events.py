@@ -12,30 +12,12 @@ from typing import Any
 import polars as pl
 
 from flows.lake import Lake, Swap
+from flows.tables import EVENTS
 from flows.transform import TransformResult, transform
 
 UTC = dt.UTC
 
-EVENTS_SCHEMA: dict[str, Any] = {
-    "event_id": pl.String,
-    "event": pl.String,
-    "on": pl.String,
-    "at": pl.Datetime("us", "UTC"),
-    "entity_id": pl.String,
-    "organization_id": pl.String,
-    "lat": pl.Float64,
-    "lng": pl.Float64,
-    "location_at": pl.Datetime("us", "UTC"),
-    "period_start": pl.Datetime("us", "UTC"),
-    "period_finish": pl.Datetime("us", "UTC"),
-    "break_vehicle_id": pl.String,
-    "is_valid_point": pl.Boolean,
-    "source_key": pl.String,
-    "line_number": pl.Int64,
-    "ingested_at": pl.Datetime("us", "UTC"),
-    "event_date": pl.Date,
-    "source_day": pl.Date,
-}
+EVENTS_SCHEMA: dict[str, Any] = dict(EVENTS.polars_schema)
 
 _ID_FIELDS = (
     "event",

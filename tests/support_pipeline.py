@@ -82,9 +82,10 @@ def clone_database(server_url: str, template_url: str) -> str:
 
 
 @contextmanager
-def database(server_url: str) -> Iterator[str]:
-    """A fresh database for a module-scoped fixture (pg_url is per test)."""
-    url = create_database(server_url)
+def database(server_url: str, template_url: str | None = None) -> Iterator[str]:
+    """A fresh database, or a copy of ``template_url``'s (which must have no open sessions),
+    dropped afterwards: for module-scoped fixtures and private copies (pg_url is per test)."""
+    url = clone_database(server_url, template_url) if template_url else create_database(server_url)
     try:
         yield url
     finally:

@@ -19,15 +19,13 @@ import os
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import psycopg
 import pytest
-from psycopg import conninfo, sql
+from support_pipeline import database
 from support_replay import (
     Snapshot,
     catalog_consistent,
@@ -116,28 +114,6 @@ def _after_steps(before: Snapshot, after: Snapshot, done: int) -> Snapshot:
     return out
 
 
-def _db_url(server_url: str, dbname: str) -> str:
-    info = conninfo.conninfo_to_dict(server_url)
-    info["dbname"] = dbname
-    return conninfo.make_conninfo(**info)
-
-
-@contextmanager
-def _database(server_url: str, template: str | None = None) -> Iterator[str]:
-    name = f"vdp_replay_{uuid.uuid4().hex[:10]}"
-    query = sql.SQL("create database {}").format(sql.Identifier(name))
-    if template:
-        query += sql.SQL(" template {}").format(sql.Identifier(template))
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(query)
-    try:
-        yield _db_url(server_url, name)
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            drop = sql.SQL("drop database if exists {} with (force)")
-            conn.execute(drop.format(sql.Identifier(name)))
-
-
 def _env(lake: Path, url: str, source: Path) -> dict[str, str]:
     from prefect.settings import PREFECT_API_URL
 
@@ -189,7 +165,7 @@ def _run_here(env: dict[str, str], day: dt.date = D2) -> dict:
 @dataclass(frozen=True)
 class Template:
     lake: Path
-    db: str  # database name on the test server
+    url: str  # the "before" database
     source: Path
     before: Snapshot
     after: Snapshot
@@ -219,22 +195,23 @@ def template(pg_server_url: str, tmp_path_factory) -> Iterator[Template]:
     source.mkdir()
     for name in day1[:-1]:
         shutil.copy2(full / name, source / name)
-    with _database(pg_server_url) as before_url:
+    with database(pg_server_url) as before_url:
         lake = root / "before"
         _run_here(_env(lake, before_url, source), D1)
         before = snapshot(lake, before_url)
         for path in full.iterdir():
             if path.name not in day1[:-1]:
                 shutil.copy2(path, source / path.name)
-        db = conninfo.conninfo_to_dict(before_url)["dbname"]
-        with _case(Template(lake, db, source, before, {}, []), pg_server_url, root / "ref") as ref:
+        with _case(
+            Template(lake, before_url, source, before, {}, []), pg_server_url, root / "ref"
+        ) as ref:
             trace_file = root / "trace.txt"
             log = root / "ref.log"
             done = _run_child(ref.env, {TRACE_ENV: str(trace_file)}, log)
             assert done == 0, log.read_text()[-3000:]
             after = snapshot(ref.lake, ref.url)
             assert leftovers(ref.lake) == []
-        yield Template(lake, db, source, before, after, trace_file.read_text().split())
+        yield Template(lake, before_url, source, before, after, trace_file.read_text().split())
 
 
 @contextmanager
@@ -242,7 +219,7 @@ def _case(template: Template, server_url: str, where: Path) -> Iterator[Case]:
     """A private copy of the "before" lake and database."""
     copy_lake(template.lake, where / "lake")
     refresh_catalog(Lake(where / "lake"))  # its views must point at the copy's own files
-    with _database(server_url, template=template.db) as url:
+    with database(server_url, template_url=template.url) as url:
         yield Case(where / "lake", url, _env(where / "lake", url, template.source))
 
 

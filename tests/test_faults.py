@@ -19,8 +19,6 @@ import json
 import shutil
 import subprocess
 import threading
-import time
-import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,10 +26,11 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import conninfo, sql
 from support_crash import (
     CrashAt,
+    InThread,
     StallingS3Proxy,
+    blocked_loader,
     curated_snapshot,
     events_snapshot,
     kill_hard,
@@ -39,20 +38,25 @@ from support_crash import (
     load_audit,
     run_step,
     start_step,
+    wait_for,
     warehouse_snapshot,
 )
 from support_faults import FaultyS3Proxy
+from support_pipeline import database
+from support_replay import snapshot
 from support_skips import skip_unless_required
 from support_source import put_many
 
 from flows import extract
 from flows.extract import FetchError, fetch_day, needs_fetch, read_manifest
 from flows.lake import Lake, LakeError
+from flows.recovery import recover_lake
 from flows.settings import get_settings
 from flows.source import SourceError, open_source
 from flows.warehouse import WarehouseConnectionError, WarehouseError
 
 DAY = dt.date(2019, 6, 1)
+PUBLISHED = ("curated/", "state/", "warehouse/")
 pytestmark = pytest.mark.usefixtures("prefect_backend")
 
 
@@ -76,33 +80,11 @@ class State:
     """A lake and warehouse to copy from, with the snapshots taken right after its run."""
 
     lake: Path
-    db: str
+    url: str
     warehouse: dict
     curated: dict
     events: list
-
-
-def _db_url(server_url: str, dbname: str) -> str:
-    info = conninfo.conninfo_to_dict(server_url)
-    info["dbname"] = dbname
-    return conninfo.make_conninfo(**info)
-
-
-@contextmanager
-def _database(server_url: str, template: str | None = None) -> Iterator[str]:
-    """A fresh database (a copy of ``template`` if given), dropped afterwards."""
-    name = f"vdp_faults_{uuid.uuid4().hex[:10]}"
-    query = sql.SQL("create database {}").format(sql.Identifier(name))
-    if template:
-        query += sql.SQL(" template {}").format(sql.Identifier(template))
-    with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(query)
-    try:
-        yield name
-    finally:
-        with psycopg.connect(server_url, autocommit=True) as conn:
-            drop = sql.SQL("drop database if exists {} with (force)")
-            conn.execute(drop.format(sql.Identifier(name)))
+    published: dict  # curated tables, incremental state and warehouse, hashed whole
 
 
 def _env(lake: Path, url: str, source_url: str, endpoint: str | None = None) -> dict[str, str]:
@@ -136,9 +118,17 @@ def _run_clean(env: dict[str, str]) -> dict:
         return _daily()
 
 
-def _state(lake: Path, server_url: str, db: str) -> State:
-    url = _db_url(server_url, db)
-    return State(lake, db, warehouse_snapshot(url), curated_snapshot(lake), events_snapshot(lake))
+def _state(lake: Path, url: str) -> State:
+    return State(
+        lake, url, warehouse_snapshot(url), curated_snapshot(lake), events_snapshot(lake),
+        _published(lake, url),
+    )  # fmt: skip
+
+
+def _published(lake: Path, url: str) -> dict:
+    """What a publish changes, whole: every curated table, the incremental state and every
+    warehouse table (load_audit included), each part hashed."""
+    return {k: v for k, v in snapshot(lake, url).items() if k.startswith(PUBLISHED)}
 
 
 @pytest.fixture(scope="module")
@@ -162,10 +152,10 @@ def source(tmp_path_factory) -> Source:
 def baseline(source: Source, pg_server_url: str, tmp_path_factory) -> Iterator[State]:
     """One clean run over every object of the day: what every faulty scenario must end at."""
     lake = tmp_path_factory.mktemp("faults-baseline") / "lake"
-    with _database(pg_server_url) as db:
-        summary = _run_clean(_env(lake, _db_url(pg_server_url, db), str(source.full)))
+    with database(pg_server_url) as url:
+        summary = _run_clean(_env(lake, url, str(source.full)))
         assert summary["status"] == "succeeded"
-        yield _state(lake, pg_server_url, db)
+        yield _state(lake, url)
 
 
 @pytest.fixture(scope="module")
@@ -173,9 +163,9 @@ def state_a(source: Source, pg_server_url: str, tmp_path_factory) -> Iterator[St
     """A clean run over the day without its last object (the template of "as before")."""
     root = tmp_path_factory.mktemp("faults-a")
     shutil.copytree(source.early, root / "src")
-    with _database(pg_server_url) as db:
-        _run_clean(_env(root / "lake", _db_url(pg_server_url, db), str(root / "src")))
-        yield _state(root / "lake", pg_server_url, db)
+    with database(pg_server_url) as url:
+        _run_clean(_env(root / "lake", url, str(root / "src")))
+        yield _state(root / "lake", url)
 
 
 @dataclass
@@ -194,8 +184,8 @@ def case_a(state_a: State, source: Source, pg_server_url: str, tmp_path, monkeyp
     shutil.copytree(state_a.lake, lake, symlinks=True)
     src = tmp_path / "src"
     shutil.copytree(source.full, src)
-    with _database(pg_server_url, template=state_a.db) as db:
-        env = _env(lake, _db_url(pg_server_url, db), str(src))
+    with database(pg_server_url, template_url=state_a.url) as url:
+        env = _env(lake, url, str(src))
         _apply(monkeypatch, env)
         yield Case(lake, env["VDP_WAREHOUSE_URL"], env)
 
@@ -208,12 +198,14 @@ def assert_like(baseline: State, lake: Path, url: str) -> None:
     assert leftovers(lake) == []
 
 
-def assert_as_before(state: State, case: Case) -> None:
-    """Warehouse untouched, every Parquet file whole and the curated tables state A's."""
-    assert warehouse_snapshot(case.url) == state.warehouse
-    events_snapshot(case.lake)  # every events file reads whole (a half file would raise)
-    for partition in (case.lake / "events").glob("date=*/source_day=*"):
-        assert [p.name for p in partition.iterdir()] == ["part-0.parquet"]
+def assert_as_before(state: State, baseline: State, case: Case) -> None:
+    """After recovery alone (no new run, which would rebuild and hide a wrong recovery): the
+    published state is state A's, whole; the day's events are state A's or the re-staged
+    day's (a staging swap rolls back or forward), every file reads whole, nothing is left."""
+    recover_lake(Lake(case.lake), case.url)
+    assert _published(case.lake, case.url) == state.published
+    assert events_snapshot(case.lake) in (state.events, baseline.events)
+    assert leftovers(case.lake) == []
 
 
 def one_line(exc: BaseException) -> str:
@@ -289,15 +281,6 @@ def test_unreachable_s3_leaves_the_lake_untouched(bucket_source, tmp_path, monke
 
 
 # SIGKILL -----
-def _wait(condition: Callable[[], object], what: str, timeout: float = 90) -> object:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def test_killed_during_download_nothing_partial_passes_for_fetched(
     baseline, source, bucket_source, moto_endpoint, pg_url, tmp_path, monkeypatch
 ) -> None:
@@ -309,7 +292,7 @@ def test_killed_during_download_nothing_partial_passes_for_fetched(
         env = _env(lake, pg_url, bucket_source, proxy.url) | {"VDP_FETCH_CONCURRENCY": "2"}
         child = start_step("ingest", DAY, env)
         try:
-            _wait(lambda: proxy.stalled >= 2, "two stalled downloads")
+            wait_for(lambda: proxy.stalled >= 2, "two stalled downloads")
         finally:
             assert kill_hard(child) == -9
             proxy.release.set()
@@ -347,7 +330,7 @@ def test_killed_during_staging_the_next_run_ends_at_baseline(
     baseline (the half-done swap is undone or finished, never mixed with the new one)."""
     killed = run_step("ingest", DAY, case_a.env, STAGE_CRASHES[point])
     assert killed.returncode == -9, killed.stderr[-2000:]
-    assert_as_before(state_a, case_a)
+    assert_as_before(state_a, baseline, case_a)
     _daily()
     assert_like(baseline, case_a.lake, case_a.url)
 
@@ -390,17 +373,6 @@ def _table_locked(url: str, table: str) -> Iterator[psycopg.Connection]:
         conn.rollback()
 
 
-def _blocked_loader(url: str) -> int | None:
-    """The pid of a vdp backend inside a transaction, waiting for a lock."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "select pid from pg_stat_activity where application_name = 'vdp'"
-            " and datname = current_database() and wait_event_type = 'Lock'"
-            " and xact_start is not null"
-        ).fetchone()
-    return row[0] if row else None
-
-
 def _gone(url: str, pid: int) -> bool:
     with psycopg.connect(url, autocommit=True) as conn:
         found = conn.execute("select 1 from pg_stat_activity where pid = %s", [pid]).fetchone()
@@ -420,14 +392,14 @@ def test_killed_during_the_warehouse_load_the_warehouse_is_as_before(
     with _table_locked(case_a.url, "fact_vehicle_event"):
         child = start_step("publish", DAY, case_a.env)
         try:
-            pid = _wait(lambda: _blocked_loader(case_a.url), "the load to block on the lock")
+            pid = wait_for(lambda: blocked_loader(case_a.url), "the load to block on the lock")
         finally:
             assert kill_hard(child) == -9
         journals = list((case_a.lake / "_journal").glob("*.json"))
         assert [json.loads(j.read_text())["state"] for j in journals] == ["published"]
-    _wait(lambda: _gone(case_a.url, pid), "the killed loader's backend to end")
+    wait_for(lambda: _gone(case_a.url, pid), "the killed loader's backend to end")
     assert load_audit(case_a.url) == audit_before
-    assert_as_before(state_a, case_a)
+    assert_as_before(state_a, baseline, case_a)
     _daily()
     assert_like(baseline, case_a.lake, case_a.url)
 
@@ -444,6 +416,13 @@ def test_killed_after_the_load_committed_the_swap_rolls_forward(baseline, case_a
     assert killed.returncode == -9, killed.stderr[-2000:]
     assert any(run.startswith("crash-") for run, *_ in load_audit(case_a.url))
     assert warehouse_snapshot(case_a.url) == baseline.warehouse
+    recover_lake(Lake(case_a.lake), case_a.url)  # alone: rolled forward, the backups dropped
+    published = _published(case_a.lake, case_a.url)
+    audit = "warehouse/load_audit"  # one row a run, so it differs from the baseline's
+    assert {k: v for k, v in published.items() if k != audit} == {
+        k: v for k, v in baseline.published.items() if k != audit
+    }
+    assert leftovers(case_a.lake) == []
     _daily()
     assert_like(baseline, case_a.lake, case_a.url)
 
@@ -455,23 +434,14 @@ def test_warehouse_connection_lost_mid_load_fails_clearly_then_reloads(
     """The loader's backend is terminated (what a PostgreSQL restart does to it) while it
     waits inside its transaction: the run fails in one line, the warehouse and curated tables
     are as before, and the next run loads."""
-    errors: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            _daily()
-        except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-            errors.append(exc)
-
     with _table_locked(case_a.url, "fact_vehicle_event") as locker:
-        thread = threading.Thread(target=run)
-        thread.start()
-        pid = _wait(lambda: _blocked_loader(case_a.url), "the load to block on the lock")
+        run = InThread(_daily)
+        pid = wait_for(lambda: blocked_loader(case_a.url), "the load to block on the lock")
         locker.execute("select pg_terminate_backend(%s)", [pid])
-    thread.join(timeout=60)
+    errors = run.join(timeout=60)
     assert len(errors) == 1 and isinstance(errors[0], WarehouseError)
     assert "terminating connection" in one_line(errors[0])
-    assert_as_before(state_a, case_a)
+    assert_as_before(state_a, baseline, case_a)
     assert curated_snapshot(case_a.lake) == state_a.curated
     assert leftovers(case_a.lake) == []
     _daily()

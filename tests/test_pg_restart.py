@@ -9,12 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import threading
-import time
 from pathlib import Path
 
 import psycopg
 import pytest
+from support_crash import InThread, blocked_loader, wait_for
 from support_replay import differences, lake_snapshot, leftovers, warehouse_snapshot
 
 from flows.lake import Lake
@@ -28,16 +27,6 @@ def _daily() -> dict:
     from flows.pipeline import daily_pipeline
 
     return daily_pipeline(DAY)
-
-
-def _blocked_loader(url: str) -> int | None:
-    """The pid of the loader's backend, inside its transaction, waiting for a table lock."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        row = conn.execute(
-            "select pid from pg_stat_activity where application_name = 'vdp'"
-            " and wait_event_type = 'Lock' and xact_start is not null"
-        ).fetchone()
-    return row[0] if row else None
 
 
 def _stop_immediately(lake: Lake) -> None:
@@ -88,24 +77,12 @@ def test_server_stopped_immediately_mid_load_then_the_next_run_ends_at_baseline(
         url = start_embedded(lake)
         before = warehouse_snapshot(url)
         shutil.copy2(full / sorted(p.name for p in full.iterdir())[-1], early)
-        errors: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                _daily()
-            except BaseException as exc:  # noqa: BLE001 - handed to the test thread
-                errors.append(exc)
-
         with psycopg.connect(url) as locker:
             locker.execute("lock table warehouse.fact_vehicle_event in exclusive mode")
-            thread = threading.Thread(target=run)
-            thread.start()
-            deadline = time.monotonic() + 90
-            while _blocked_loader(url) is None and time.monotonic() < deadline:
-                time.sleep(0.05)
-            assert _blocked_loader(url) is not None, "the load never blocked on the lock"
+            run = InThread(_daily)
+            wait_for(lambda: blocked_loader(url), "the load to block on the lock")
             _stop_immediately(lake)
-            thread.join(timeout=120)
+            errors = run.join(timeout=120)
             with pytest.raises(psycopg.OperationalError):
                 locker.execute("select 1")
         assert len(errors) == 1 and isinstance(errors[0], WarehouseError), errors

@@ -22,6 +22,7 @@ from flows.warehouse import (
     embedded_psql_hint,
     migrate,
     redact,
+    start_embedded,
     stop_embedded,
     warehouse_url,
 )
@@ -280,6 +281,36 @@ def test_embedded_server_starts_under_the_lake_and_migrates(tmp_path: Path) -> N
             assert migrate(conn) == []
     finally:
         assert stop_embedded(lake) is True
+
+
+def test_embedded_server_slower_than_pg_ctl_waits_is_attached_to(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """pgserver gives pg_ctl 10 s to start the server; on a busy machine the server comes up
+    after pg_ctl gave up. Here the first start really starts it and then reports pg_ctl's
+    timeout: start_embedded attaches to the server instead of failing the run."""
+    import subprocess
+
+    import pgserver
+
+    real, calls = pgserver.get_server, []
+
+    def slow_pg_ctl(*args, **kwargs):
+        calls.append(args)
+        server = real(*args, **kwargs)
+        if len(calls) == 1:
+            raise subprocess.TimeoutExpired(["pg_ctl", "start"], 10)
+        return server
+
+    monkeypatch.setattr(pgserver, "get_server", slow_pg_ctl)
+    lake = Lake(tmp_path / "lake")
+    try:
+        url = start_embedded(lake)
+        with connect(url) as conn:
+            assert conn.execute("show data_directory").fetchone() == (str(lake.warehouse_dir),)
+    finally:
+        assert stop_embedded(lake) is True
+    assert len(calls) == 2
 
 
 def test_a_configured_url_is_used_as_given(tmp_path: Path) -> None:
