@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.lake import Lake  # noqa: E402
-from flows.stage import StageSummary, stage_source_day  # noqa: E402
+from flows.stage import StageSummary, stage_day  # noqa: E402
 from flows.tools.generate import generate  # noqa: E402
 
 DAY = dt.date(2019, 6, 1)
@@ -63,7 +63,7 @@ def _cpu_seconds() -> float:
 
 def run_once(lake: Lake) -> StageSummary:
     cpu = _cpu_seconds()
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     cpu = _cpu_seconds() - cpu
     rate = summary.lines / summary.seconds
     print(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import os
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,29 +16,21 @@ import duckdb
 
 from flows.checkpoints import checkpoint
 from flows.errors import VdpError
-from flows.lake import Lake
-from flows.locks import lake_lock
-from flows.tables import QUARANTINE
+from flows.lake import CATALOG_SCRATCH, Lake
+from flows.locks import catalog_lock
+from flows.tables import PARTITION_KEYS, QUARANTINE
 from flows.transform import (
     CURATED_SCHEMAS,
-    PARTITION_KEYS,
     events_select,
     parquet_select,
     read_sql,
 )
 
 MAX_CELL = 60
-CATALOG_SCRATCH = "catalog"  # _tmp/catalog-*.duckdb: a refresh being built
 
 
 class CatalogError(VdpError):
     """The catalog could not be built or a query over it failed."""
-
-
-def _curated_glob(lake: Lake, table: str) -> str:
-    if table in PARTITION_KEYS:
-        return str(lake.curated_table(table) / f"{PARTITION_KEYS[table]}=*" / "*.parquet")
-    return str(lake.curated_table(table) / "*.parquet")
 
 
 def catalog_views(lake: Lake) -> dict[str, str]:
@@ -51,7 +42,8 @@ def catalog_views(lake: Lake) -> dict[str, str]:
     }
     for table, schema in CURATED_SCHEMAS.items():
         # tolerant: partitions written before a column was declared read it as NULL
-        views[table] = parquet_select([_curated_glob(lake, table)], schema, tolerant=True)
+        glob = lake.curated_glob(table, PARTITION_KEYS.get(table))
+        views[table] = parquet_select([glob], schema, tolerant=True)
     views["avg_distance_per_operating_period"] = read_sql("avg_distance_per_operating_period")
     return views
 
@@ -64,14 +56,13 @@ def refresh_catalog(lake: Lake) -> None:
     """(Re)create lake.duckdb with a view per zone and table (absolute paths). One refresh at a
     time, which first drops the half-built files of a refresh that was killed."""
     lake.root.mkdir(parents=True, exist_ok=True)
-    with lake_lock(lake, "catalog"):
+    with catalog_lock(lake):
         lake.sweep_scratch(CATALOG_SCRATCH)
         _rebuild(lake)
 
 
 def _rebuild(lake: Lake) -> None:
-    lake.tmp_dir.mkdir(parents=True, exist_ok=True)
-    tmp = lake.tmp_dir / f"{CATALOG_SCRATCH}-{uuid.uuid4().hex[:12]}.duckdb"
+    tmp = lake.scratch_path(CATALOG_SCRATCH, ".duckdb")
     try:
         con = duckdb.connect(str(tmp))
         try:

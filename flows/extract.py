@@ -19,17 +19,15 @@ from prefect.cache_policies import NO_CACHE
 
 from flows.checkpoints import checkpoint
 from flows.errors import VdpError
-from flows.lake import Lake, LakeError, atomic_write_json, sweep_temp_files
+from flows.lake import PART_SUFFIX, Lake, LakeError, Manifest, atomic_write_json, sweep_temp_files
 from flows.logs import run_logger
 from flows.settings import Settings
 from flows.source import Source, SourceError, SourceObject, open_source
 
-Manifest = dict[str, dict[str, Any]]
 Progress = Callable[[str], None]
 
 MAX_ATTEMPTS = 4
 RETRY_BASE_SECONDS = 0.5
-PART_SUFFIX = ".part"
 
 
 class FetchError(VdpError):
@@ -54,25 +52,10 @@ class FetchSummary:
         return {**asdict(self), "source_day": self.source_day.isoformat()}
 
 
-def read_manifest(lake: Lake, day: dt.date) -> Manifest:
-    """The day's manifest, or an empty one (an unreadable manifest only costs a re-fetch)."""
-    path = lake.manifest_path(day)
-    try:
-        payload = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        run_logger(__name__).warning(
-            "ignoring unreadable manifest %s (%s); re-fetching the day", path, exc
-        )
-        return {}
-    return payload if isinstance(payload, dict) else {}
-
-
 def needs_fetch(obj: SourceObject, manifest: Manifest, raw_dir: Path) -> bool:
     """New key, changed etag or size, or a raw copy that is missing or of the wrong size
     (unless `vdp prune` removed it after staging: the manifest keeps the record)."""
-    entry = manifest.get(obj.key)
+    entry = manifest.entries.get(obj.key)
     if entry is None or entry.get("etag") != obj.etag or entry.get("size") != obj.size:
         return True
     if entry.get("pruned_at"):
@@ -124,9 +107,10 @@ def _download_all(
     raw_dir: Path,
     concurrency: int,
     report: Progress,
-) -> tuple[Manifest, list[SourceError | LakeError]]:
-    """Fetch objects concurrently; returns the entries of those that completed and the failures."""
-    done: Manifest = {}
+) -> tuple[dict[str, dict[str, Any]], list[SourceError | LakeError]]:
+    """Fetch objects concurrently; returns the manifest entries of those that completed and the
+    failures."""
+    done: dict[str, dict[str, Any]] = {}
     failures: list[SourceError | LakeError] = []
     step = max(1, min(100, len(todo) // 10))
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
@@ -160,7 +144,7 @@ def fetch_day(
     listed = source.list_day(day)
     report(f"listed {len(listed)} objects for {day} in {source.describe()}")
     recover_fetch(lake, day)
-    manifest = read_manifest(lake, day)
+    manifest = Manifest.read(lake, day)
     todo = [obj for obj in listed if needs_fetch(obj, manifest, lake.raw_day(day))]
     summary = FetchSummary(day, listed=len(listed), skipped=len(listed) - len(todo))
     if not todo and not write_unchanged:
@@ -170,8 +154,9 @@ def fetch_day(
     if todo:
         atomic_write_json(lake.fetch_journal(day), {"names": sorted(o.name for o in todo)})
     done, failures = _download_all(source, todo, raw_dir, settings.fetch_concurrency, report)
-    if done or not lake.manifest_path(day).exists():
-        _save_manifest(lake.manifest_path(day), {**manifest, **done})
+    if done or not manifest.path.exists():
+        manifest.entries.update(done)
+        manifest.write()
         checkpoint("fetch.manifest_written")
     lake.fetch_journal(day).unlink(missing_ok=True)
     summary.fetched, summary.failed = len(done), len(failures)
@@ -193,26 +178,18 @@ def recover_fetch(lake: Lake, day: dt.date) -> list[str]:
             names = json.loads(journal.read_text())["names"]
         except (OSError, ValueError, KeyError, TypeError):
             names = []
-        entries = read_manifest(lake, day).values()
-        recorded = {e.get("name") for e in entries if isinstance(e, dict)}
+        recorded = set(Manifest.read(lake, day).keys_by_name())
         for name in [n for n in names if isinstance(n, str) and n not in recorded]:
             if (raw_dir / name).is_file():
                 (raw_dir / name).unlink()
                 removed.append(name)
         # the fetch was killed before it finished its manifest: drop a half-written one
-        sweep_temp_files(lake.manifest_path(day).parent, lake.manifest_path(day).name)
+        sweep_temp_files(lake.manifests_dir, lake.manifest_path(day).name)
         journal.unlink()
     sweep_temp_files(lake.journal_dir, journal.name)
     for partial in raw_dir.glob(f".*{PART_SUFFIX}"):
         partial.unlink(missing_ok=True)
     return removed
-
-
-def _save_manifest(path: Path, manifest: Manifest) -> None:
-    try:
-        atomic_write_json(path, manifest)
-    except OSError as exc:
-        raise LakeError(f"cannot write manifest {path}: {exc.strerror or exc}") from exc
 
 
 def _raise_failures(failures: list[SourceError | LakeError], todo: int, day: dt.date) -> None:

@@ -1,30 +1,80 @@
-"""The only place lake paths are built, plus atomic writes and journaled partition swaps.
+"""The only place lake paths are built, plus the manifest, atomic writes and journaled swaps.
 
 Every write goes aside (under ``_tmp/``, same filesystem) and is renamed into place. Swapping
 several partitions at once is journaled so that a crash mid-swap is rolled back on the next
-run instead of leaving a mix of old and new partitions.
+run instead of leaving a mix of old and new partitions. Each journal belongs to one kind of
+transaction (``Txn``): the holder of that kind's lock is the only one who may recover it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from flows.checkpoints import checkpoint
 from flows.errors import VdpError
 
-FETCH_TXN = "fetch-"  # journal names of fetches; swap journals never start with it
+PART_SUFFIX = ".part"  # a download in progress: ``raw/source_day=D/.<name>.<hex>.part``
+PUBLISH_SCRATCH = "run"  # _tmp/run-<run id>-*: a publish's transform output and load copy
+CATALOG_SCRATCH = "catalog"  # _tmp/catalog-*.duckdb: a catalog refresh being built
+RESTORE_SCRATCH = "restore"  # _tmp/restore-*: a restore's extracted backup and lake copies
+_DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 class LakeError(VdpError):
-    """The lake root cannot be used (missing permissions, read-only, full disk)."""
+    """The lake root cannot be used (missing permissions, read-only, full disk, a corrupt
+    manifest)."""
+
+
+def partition_name(key: str, value: dt.date) -> str:
+    """A hive partition directory name, e.g. ``event_date=2019-06-01``."""
+    return f"{key}={value.isoformat()}"
+
+
+class TxnKind(enum.Enum):
+    """Who journals a transaction, and so which lock guards it and who may recover it."""
+
+    FETCH = "fetch"  # raw copies renamed in before the manifest records them (the day's lock)
+    STAGE = "stage"  # a source day's events and quarantine partitions (the day's lock)
+    PUBLISH = "publish"  # the curated tables and state a run publishes (the publish lock)
+
+
+@dataclass(frozen=True)
+class Txn:
+    """One journaled transaction: its kind, the source day of a fetch or staging, and an id
+    (the run id of a publish). ``name`` is its journal's stem and its backups' suffix."""
+
+    kind: TxnKind
+    id: str = ""
+    day: dt.date | None = None
+
+    @property
+    def name(self) -> str:
+        if self.kind is TxnKind.PUBLISH:
+            return self.id
+        parts = [self.kind.value, self.day.isoformat() if self.day else "", self.id]
+        return "-".join(p for p in parts if p)
+
+    @classmethod
+    def parse(cls, name: str) -> Txn:
+        """The transaction whose ``name`` this is: a journal's stem, or a staging's scratch."""
+        for kind in (TxnKind.FETCH, TxnKind.STAGE):
+            rest = name.removeprefix(f"{kind.value}-")
+            if rest != name:
+                found = _DAY.match(rest)
+                day = dt.date.fromisoformat(found.group()) if found else None
+                return cls(kind, rest[found.end() :].removeprefix("-") if found else rest, day)
+        return cls(TxnKind.PUBLISH, name)
 
 
 @dataclass(frozen=True)
@@ -42,10 +92,24 @@ class Lake:
     def raw_day(self, day: dt.date) -> Path:
         return self.raw_dir / f"source_day={day.isoformat()}"
 
+    def raw_days(self) -> list[dt.date]:
+        """Every source day with a raw directory, oldest first."""
+        days = []
+        for path in self.raw_dir.glob("source_day=*"):
+            value = path.name.removeprefix("source_day=")
+            if path.is_dir() and _DAY.fullmatch(value):
+                days.append(dt.date.fromisoformat(value))
+        return sorted(days)
+
+    @property
+    def manifests_dir(self) -> Path:
+        """Kept outside the raw days so pruning raw files never loses the record of what was
+        fetched."""
+        return self.raw_dir / "_manifests"
+
     def manifest_path(self, day: dt.date) -> Path:
-        """Manifest of fetched objects of a source day; kept outside the raw day so pruning
-        raw files never loses the record of what was fetched."""
-        return self.raw_dir / "_manifests" / f"source_day={day.isoformat()}.json"
+        """Manifest of fetched objects of a source day (read and written by ``Manifest``)."""
+        return self.manifests_dir / f"source_day={day.isoformat()}.json"
 
     @property
     def events_dir(self) -> Path:
@@ -86,6 +150,11 @@ class Lake:
         staged_at = min(p.stat().st_mtime_ns for p in marks)
         return max(p.stat().st_mtime_ns for p in raw) > staged_at
 
+    def quarantine_days(self) -> dict[dt.date, Path]:
+        """Every staged source day's quarantine partition, oldest first."""
+        parts = sorted(p for p in self.quarantine_dir.glob("source_day=*") if p.is_dir())
+        return {dt.date.fromisoformat(p.name.removeprefix("source_day=")): p for p in parts}
+
     @property
     def quarantine_glob(self) -> str:
         return str(self.quarantine_dir / "source_day=*" / "*.parquet")
@@ -99,7 +168,12 @@ class Lake:
 
     def curated_partition(self, table: str, key: str, value: dt.date) -> Path:
         """A date partition of a curated table, e.g. ``event_date=2019-06-01``."""
-        return self.curated_table(table) / f"{key}={value.isoformat()}"
+        return self.curated_table(table) / partition_name(key, value)
+
+    def curated_glob(self, table: str, partition_key: str | None = None) -> str:
+        """The Parquet files of a curated table, whole or partitioned by ``partition_key``."""
+        parts = [f"{partition_key}=*"] if partition_key else []
+        return str(self.curated_table(table).joinpath(*parts, "*.parquet"))
 
     @property
     def state_dir(self) -> Path:
@@ -151,13 +225,39 @@ class Lake:
         """Every source day's events partition of one event date."""
         return sorted(self.events_dir.glob(f"date={event_date.isoformat()}/source_day=*"))
 
+    def events_date_dirs(self) -> list[Path]:
+        """Every event date's directory ``events/date=E`` that holds staged files, oldest first."""
+        return sorted(p for p in self.events_dir.glob("date=*") if any(p.glob("*/*.parquet")))
+
     @property
     def duckdb_path(self) -> Path:
         return self.root / "lake.duckdb"
 
     @property
     def validation_dir(self) -> Path:
+        """The Great Expectations project: stored results, Data Docs, run reports."""
         return self.root / "validation"
+
+    @property
+    def validation_lock(self) -> Path:
+        return self.validation_dir / ".lock"
+
+    @property
+    def validation_docs_dir(self) -> Path:
+        return self.validation_dir / "docs"
+
+    @property
+    def validation_runs_dir(self) -> Path:
+        return self.validation_dir / "runs"
+
+    def validation_report(self, run_id: str) -> Path:
+        return self.validation_runs_dir / f"{run_id}.json"
+
+    @property
+    def backup_dirs(self) -> tuple[Path, ...]:
+        """What a backup copies besides the warehouse: the manifests (so a restored lake
+        fetches nothing twice), the curated tables and the transform's state."""
+        return (self.manifests_dir, self.curated_dir, self.state_dir)
 
     @property
     def warehouse_dir(self) -> Path:
@@ -172,9 +272,32 @@ class Lake:
     def journal_dir(self) -> Path:
         return self.root / "_journal"
 
+    def journal(self, txn: Txn) -> Path:
+        return self.journal_dir / f"{txn.name}.json"
+
+    def journal_temps(self) -> dict[Path, Txn]:
+        """Journal temporaries a writer killed before their rename left, by transaction."""
+        temps = {}
+        for temp in self.journal_dir.glob(".*.json.*.tmp"):
+            name = (temp_name_target(temp) or "").removesuffix(".json")
+            if name:
+                temps[temp] = Txn.parse(name)
+        return temps
+
+    def swap_backups(self, txn: Txn) -> Path:
+        """Where a swap keeps the old content it replaced until it commits."""
+        return self.tmp_dir / f"backup-{txn.name}"
+
     def fetch_journal(self, day: dt.date) -> Path:
         """What a fetch of the day is renaming into raw/ before its manifest records it."""
-        return self.journal_dir / f"{FETCH_TXN}{day.isoformat()}.json"
+        return self.journal(Txn(TxnKind.FETCH, day=day))
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.root / "_locks"
+
+    def lock_path(self, name: str) -> Path:
+        return self.locks_dir / f"{name}.lock"
 
     # safety ------------------------------------------------------------------------------
     def ensure_writable(self) -> None:
@@ -201,11 +324,15 @@ class Lake:
                 path.unlink(missing_ok=True)
         return len(stale)
 
+    def scratch_path(self, prefix: str, suffix: str = "") -> Path:
+        """A new, unused name ``_tmp/<prefix>-<random><suffix>`` (not created)."""
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        return self.tmp_dir / f"{prefix}-{uuid.uuid4().hex[:12]}{suffix}"
+
     @contextmanager
     def scratch(self, prefix: str) -> Iterator[Path]:
         """A private directory under ``_tmp/`` that is removed on exit, whatever happens."""
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
-        path = self.tmp_dir / f"{prefix}-{uuid.uuid4().hex[:12]}"
+        path = self.scratch_path(prefix)
         path.mkdir()
         try:
             yield path
@@ -254,6 +381,90 @@ def atomic_write_json(path: Path, payload: object) -> None:
 
 
 @dataclass
+class Manifest:
+    """A source day's record of fetched objects (``Lake.manifest_path``): object key ->
+    {name, size, etag, fetched_at, and pruned_at once `vdp prune` removed the raw copy}.
+
+    The only reader and writer of manifests, with one error policy: a missing manifest is
+    empty (nothing fetched yet); one that cannot be read or is not a JSON object of entries
+    raises LakeError. Manifests are written atomically, so that means damage from outside the
+    pipeline, and reading it as empty would silently re-fetch pruned objects and give staged
+    rows other source keys.
+    """
+
+    path: Path
+    entries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, lake: Lake, day: dt.date) -> Manifest:
+        path = lake.manifest_path(day)
+        try:
+            payload = json.loads(path.read_text())
+        except (FileNotFoundError, NotADirectoryError):  # nothing fetched yet
+            return cls(path)
+        except (OSError, ValueError) as exc:
+            raise cls._corrupt(path, str(exc)) from None
+        if not isinstance(payload, dict) or not all(isinstance(e, dict) for e in payload.values()):
+            raise cls._corrupt(path, "not a JSON object of entries")
+        return cls(path, payload)
+
+    @staticmethod
+    def _corrupt(path: Path, reason: str) -> LakeError:
+        return LakeError(
+            f"manifest {path} is unreadable ({reason}): restore it from a backup "
+            "(`vdp restore`), or delete it to fetch the source day again"
+        )
+
+    @staticmethod
+    def name_of(key: str, entry: dict[str, Any]) -> str:
+        """The raw file name of an entry (manifests before names were recorded: the key's)."""
+        return entry.get("name") or key.rsplit("/", 1)[-1]
+
+    def keys_by_name(self) -> dict[str, str]:
+        """Object key per raw file name."""
+        return {self.name_of(key, entry): key for key, entry in self.entries.items()}
+
+    def pruned_missing(self, present: set[str]) -> list[str]:
+        """Keys of entries `vdp prune` removed whose raw file is not in ``present``."""
+        return [
+            key
+            for key, entry in self.entries.items()
+            if entry.get("pruned_at") and self.name_of(key, entry) not in present
+        ]
+
+    def write(self) -> None:
+        try:
+            atomic_write_json(self.path, self.entries)
+        except OSError as exc:
+            raise LakeError(f"cannot write manifest {self.path}: {exc.strerror or exc}") from exc
+
+
+@dataclass(frozen=True)
+class RunOutput:
+    """What a transform run writes under its scratch directory and a publish swaps in: the
+    curated tables laid out as under ``curated/``, the rows the warehouse must receive under
+    ``_changes/`` and the new incremental state laid out as ``state/`` under ``_state/``."""
+
+    root: Path
+
+    def table(self, table: str) -> Path:
+        return self.root / table
+
+    def partition(self, table: str, key: str, value: dt.date) -> Path:
+        return self.table(table) / partition_name(key, value)
+
+    def changes(self, table: str) -> Path:
+        return self.root / "_changes" / table
+
+    def state_table(self, name: str) -> Path:
+        return self.root / "_state" / name
+
+    def points_partitions(self) -> list[Path]:
+        """The new location-points partitions ``location_date=L/event_date=E``."""
+        return sorted(self.state_table("location_points").glob("location_date=*/event_date=*"))
+
+
+@dataclass
 class Swap:
     """A journaled replacement of several lake directories.
 
@@ -263,16 +474,16 @@ class Swap:
     """
 
     lake: Lake
-    txn: str
+    txn: Txn
     moves: dict[Path, Path | None]
 
     @property
     def journal(self) -> Path:
-        return self.lake.journal_dir / f"{self.txn}.json"
+        return self.lake.journal(self.txn)
 
     def _backup(self, final: Path) -> Path:
         rel = final.relative_to(self.lake.root)
-        return self.lake.tmp_dir / f"backup-{self.txn}" / rel
+        return self.lake.swap_backups(self.txn) / rel
 
     def _entries(self, existing: set[Path]) -> list[dict[str, object]]:
         return [
@@ -304,7 +515,7 @@ class Swap:
         checkpoint("swap.published")
 
     def commit(self) -> None:
-        shutil.rmtree(self.lake.tmp_dir / f"backup-{self.txn}", ignore_errors=True)
+        shutil.rmtree(self.lake.swap_backups(self.txn), ignore_errors=True)
         checkpoint("swap.backups_dropped")
         self.journal.unlink(missing_ok=True)
 
@@ -329,26 +540,30 @@ def _undo(lake: Lake, entries: list[dict]) -> None:
 
 def recover(
     lake: Lake,
+    kind: TxnKind,
     is_committed: Callable[[str], bool] = lambda txn: False,
-    only: Callable[[str], bool] = lambda txn: True,
+    day: dt.date | None = None,
 ) -> list[str]:
-    """Finish swaps a crashed run left behind: roll forward those ``is_committed`` confirms
-    (e.g. the warehouse recorded that load), roll back the others. ``only`` picks the txns the
-    caller owns (it holds their lock), so a swap still in flight elsewhere is never undone.
-    Returns the txn ids seen."""
-    seen = []
-    for temp in lake.journal_dir.glob(".*.json.*.tmp"):  # killed before its rename
-        txn = (temp_name_target(temp) or "").removesuffix(".json")
-        if txn and only(txn):
+    """Finish the swaps of ``kind`` (and of ``day``, when given) that a crashed run left:
+    roll forward those ``is_committed`` confirms (e.g. the warehouse recorded that load), roll
+    back the others. The caller holds the lock of those swaps, so a swap of another kind or
+    day, which may still be in flight elsewhere, is never touched. Returns the txn names seen."""
+
+    def mine(txn: Txn) -> bool:
+        return txn.kind is kind and (day is None or txn.day == day)
+
+    for temp, txn in lake.journal_temps().items():  # killed before its rename
+        if mine(txn):
             temp.unlink(missing_ok=True)
+    seen = []
     for journal in sorted(lake.journal_dir.glob("*.json")):
-        txn = journal.stem
-        if not only(txn):
+        txn = Txn.parse(journal.stem)
+        if not mine(txn):
             continue
-        seen.append(txn)
+        seen.append(txn.name)
         state = json.loads(journal.read_text())
         swap = Swap(lake, txn, {})
-        if state["state"] == "published" and is_committed(txn):
+        if state["state"] == "published" and is_committed(txn.name):
             swap.commit()
         else:
             _undo(lake, state["moves"])

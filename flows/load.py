@@ -22,9 +22,9 @@ from psycopg.types.json import Jsonb
 from pydantic import SecretStr
 
 from flows.checkpoints import checkpoint
+from flows.lake import RunOutput
 from flows.pgbinary import binary_slices
-from flows.tables import EXCHANGE, LOADED, REPLACE_PERIODS, loaded_as
-from flows.transform import CHANGES_DIR
+from flows.tables import EXCHANGE, LOADED, PARTITION_KEYS, REPLACE_PERIODS, loaded_as
 from flows.warehouse import (
     WarehouseConnectionError,
     WarehouseError,
@@ -59,14 +59,15 @@ class LoadSummary:
 def _curated_files(curated_dir: Path, table: str, event_dates: list[dt.date]) -> list[Path]:
     """Parquet files a load reads: for events the partitions of ``event_dates`` (a missing
     partition means that date has no vehicle events left), for every other table the rows the
-    transform found new or changed (``_changes/<table>``), never the whole table."""
+    transform found new or changed (``RunOutput.changes``), never the whole table."""
+    output = RunOutput(curated_dir)
     if table == EXCHANGED:
-        parts = [curated_dir / table / f"event_date={d.isoformat()}" for d in event_dates]
+        parts = [output.partition(table, PARTITION_KEYS[table], d) for d in event_dates]
         return sorted(f for part in parts for f in part.glob("*.parquet"))
-    files = sorted((curated_dir / CHANGES_DIR / table).glob("*.parquet"))
+    files = sorted(output.changes(table).glob("*.parquet"))
     if not files:
         raise WarehouseError(
-            f"curated table {table} has no Parquet files in {curated_dir / CHANGES_DIR / table}; "
+            f"curated table {table} has no Parquet files in {output.changes(table)}; "
             "run the transform first"
         )
     return files

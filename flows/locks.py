@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import fcntl
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from flows.errors import VdpError
 from flows.lake import Lake
@@ -18,7 +19,7 @@ class LockTimeout(VdpError):
 @contextmanager
 def lake_lock(lake: Lake, name: str, *, wait_seconds: float = 600.0) -> Iterator[None]:
     """Hold an exclusive advisory file lock ``_locks/<name>.lock``; waits up to wait_seconds."""
-    path = lake.root / "_locks" / f"{name}.lock"
+    path = lake.lock_path(name)
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a+") as handle:
         deadline = time.monotonic() + wait_seconds
@@ -37,3 +38,18 @@ def lake_lock(lake: Lake, name: str, *, wait_seconds: float = 600.0) -> Iterator
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def day_lock(lake: Lake, day: dt.date) -> AbstractContextManager[None]:
+    """The lock of one source day's raw and staged partitions: its fetch, staging, prune."""
+    return lake_lock(lake, f"day-{day.isoformat()}")
+
+
+def publish_lock(lake: Lake) -> AbstractContextManager[None]:
+    """The lock of the curated tables, state and warehouse: publishes, backup, restore."""
+    return lake_lock(lake, "publish")
+
+
+def catalog_lock(lake: Lake) -> AbstractContextManager[None]:
+    """The lock of lake.duckdb: one catalog refresh at a time."""
+    return lake_lock(lake, "catalog")

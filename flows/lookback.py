@@ -11,12 +11,11 @@ from typing import Any
 from prefect import task
 
 from flows.extract import FETCH_TASK_OPTIONS, fetch_day
-from flows.lake import Lake
-from flows.locks import lake_lock
+from flows.lake import Lake, RunOutput
+from flows.locks import day_lock
 from flows.logs import run_logger
-from flows.stage import stage_source_day
+from flows.stage import stage_day
 from flows.transform import (
-    CHANGES_DIR,
     CURATED_SCHEMAS,
     connect,
     events_select,
@@ -48,11 +47,11 @@ def earlier_days(day: dt.date, count: int) -> list[dt.date]:
 def catch_up_day(settings: Any, lake: Lake, day: dt.date) -> LateDay:
     """List an earlier day, fetch its new or changed objects, and re-stage it only when it got
     some (or when a killed run fetched without staging). Holds the day's lake lock."""
-    with lake_lock(lake, f"day-{day.isoformat()}"):
+    with day_lock(lake, day):
         fetched = fetch_day(settings, lake, day, progress=lambda _: None, write_unchanged=False)
         late = LateDay(day, listed=fetched.listed, late_objects=fetched.fetched_keys)
         if late.late_objects or lake.raw_newer_than_staging(day):
-            staged = stage_source_day(lake, day, memory_limit=settings.duckdb_memory_limit)
+            staged = stage_day(lake, day, memory_limit=settings.duckdb_memory_limit)
             late.staged, late.events, late.quarantined = True, staged.events, staged.quarantined
     return late
 
@@ -91,10 +90,11 @@ def periods_touched_by(
     if not files or not recomputed:
         return []
     fop, fvop = "fact_operating_period", "fact_vehicle_operating_period"
+    output = RunOutput(curated_dir)
     views = {
-        fop: ([str(curated_dir / fop / "*.parquet")], CURATED_SCHEMAS[fop]),
+        fop: ([str(output.table(fop) / "*.parquet")], CURATED_SCHEMAS[fop]),
         "changed_vehicle_periods": (
-            [str(curated_dir / CHANGES_DIR / fvop / "*.parquet")],
+            [str(output.changes(fvop) / "*.parquet")],
             CURATED_SCHEMAS[fvop],
         ),
     }

@@ -22,17 +22,15 @@ import psycopg
 from psycopg import conninfo, sql
 
 from flows.errors import VdpError
-from flows.lake import Lake, atomic_write_json
-from flows.locks import lake_lock
+from flows.lake import RESTORE_SCRATCH, Lake, Manifest, atomic_write_json
+from flows.locks import day_lock, publish_lock
 from flows.warehouse import MIGRATIONS_DIR, connect, describe_error, redact
 
 DUMP_NAME = "warehouse.dump"
 META_NAME = "backup.json"
-LAKE_DIRS = ("raw/_manifests", "curated", "state")
 FORMAT_VERSION = 1
 TOOL_TIMEOUT_S = 3600
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
-_DAY_DIR = re.compile(r"^source_day=(\d{4}-\d{2}-\d{2})$")
 
 
 class OpsError(VdpError):
@@ -135,10 +133,15 @@ def _table_rows(url: str) -> dict[str, int]:
     return counts
 
 
+def _lake_dirs(lake: Lake) -> list[Path]:
+    """The lake directories a backup holds, relative to the lake root."""
+    return [path.relative_to(lake.root) for path in lake.backup_dirs]
+
+
 def _copy_lake(lake: Lake, dest: Path) -> int:
     """Copy manifests and curated tables into ``dest/lake``; returns the number of files."""
     files = 0
-    for rel in LAKE_DIRS:
+    for rel in _lake_dirs(lake):
         src = lake.root / rel
         if src.is_dir():
             shutil.copytree(src, dest / "lake" / rel)
@@ -172,7 +175,7 @@ def backup(url: str, lake: Lake, out: Path) -> BackupSummary:
     staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"
     staging.mkdir()
     try:
-        with lake_lock(lake, "publish"):
+        with publish_lock(lake):
             summary.tables = _table_rows(url)
             args = ["--format=custom", "--schema=warehouse", f"--file={staging / DUMP_NAME}"]
             _run_tool(tool, args, url, "pg_dump")
@@ -182,7 +185,7 @@ def backup(url: str, lake: Lake, out: Path) -> BackupSummary:
             "created_at": dt.datetime.now(dt.UTC).isoformat(),
             "pg_dump_major": major,
             "tables": summary.tables,
-            "lake_dirs": list(LAKE_DIRS),
+            "lake_dirs": [str(rel) for rel in _lake_dirs(lake)],
         }
         atomic_write_json(staging / META_NAME, meta)
         if out.is_dir():
@@ -230,8 +233,7 @@ def _require_empty(url: str, lake: Lake) -> None:
             f"the database at {redact(url)} already has a schema 'warehouse': restore into an "
             "empty database (create one and set VDP_WAREHOUSE_URL to it)"
         )
-    for rel in LAKE_DIRS:
-        target = lake.root / rel
+    for target in lake.backup_dirs:
         if target.is_dir() and any(target.iterdir()):
             raise OpsError(f"{target} is not empty: restore into a new lake root")
 
@@ -250,12 +252,12 @@ def _reapply_grants(url: str) -> None:
 
 def _restore_lake(root: Path, lake: Lake) -> int:
     files = 0
-    for rel in LAKE_DIRS:
+    for rel in _lake_dirs(lake):
         src = root / "lake" / rel
         if not src.is_dir():
             continue
         target = lake.root / rel
-        aside = lake.tmp_dir / f"restore-{uuid.uuid4().hex[:12]}"
+        aside = lake.scratch_path(RESTORE_SCRATCH)
         shutil.copytree(src, aside)
         files += sum(1 for p in aside.rglob("*") if p.is_file())
         if target.is_dir():
@@ -273,7 +275,7 @@ def restore(url: str, lake: Lake, src: Path) -> RestoreSummary:
     if not src.exists():
         raise OpsError(f"backup {src} does not exist")
     lake.ensure_writable()
-    with lake.scratch("restore") as scratch, lake_lock(lake, "publish"):
+    with lake.scratch(RESTORE_SCRATCH) as scratch, publish_lock(lake):
         root = _open_backup(src, scratch)
         meta = _read_meta(root)
         _require_empty(url, lake)
@@ -309,26 +311,16 @@ def _staged_at_ns(lake: Lake, day: dt.date) -> int | None:
     return min(f.stat().st_mtime_ns for f in files) if files else None
 
 
-def _raw_days(lake: Lake) -> list[dt.date]:
-    if not lake.raw_dir.is_dir():
-        return []
-    matches = (_DAY_DIR.match(p.name) for p in lake.raw_dir.iterdir() if p.is_dir())
-    return sorted(dt.date.fromisoformat(m.group(1)) for m in matches if m)
-
-
-def _prunable(lake: Lake, day: dt.date, manifest: dict) -> tuple[list[tuple[str, Path]], list]:
+def _prunable(lake: Lake, day: dt.date, manifest: Manifest) -> tuple[list[tuple[str, Path]], list]:
     """(manifest key, path) of raw files staged after they were fetched; and the others."""
-    by_name = {
-        (e.get("name") if isinstance(e, dict) else None) or k.rsplit("/", 1)[-1]: k
-        for k, e in manifest.items()
-    }
+    by_name = manifest.keys_by_name()
     staged = _staged_at_ns(lake, day)
     ok, kept = [], []
     for path in sorted(lake.raw_day(day).iterdir()):
         if not path.is_file() or path.name.startswith("."):
             continue
         key, stat = by_name.get(path.name), path.stat()
-        entry = manifest.get(key) if key else None
+        entry = manifest.entries.get(key) if key else None
         if entry and staged and stat.st_mtime_ns <= staged and entry.get("size") == stat.st_size:
             ok.append((key, path))
         else:
@@ -339,19 +331,15 @@ def _prunable(lake: Lake, day: dt.date, manifest: dict) -> tuple[list[tuple[str,
 def _prune_day(lake: Lake, day: dt.date, summary: PruneSummary) -> None:
     """Mark the day's staged files as pruned in the manifest (so they are not fetched again),
     then delete them; unstaged or unlisted files are kept."""
-    path = lake.manifest_path(day)
-    try:
-        manifest = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError) as exc:
-        raise OpsError(f"cannot read manifest {path} ({exc}); nothing pruned for {day}") from None
-    ok, kept = _prunable(lake, day, manifest if isinstance(manifest, dict) else {})
+    manifest = Manifest.read(lake, day)
+    ok, kept = _prunable(lake, day, manifest)
     summary.kept_unstaged += kept
     if not ok:
         return
     stamp = dt.datetime.now(dt.UTC).isoformat()
     for key, _ in ok:
-        manifest[key]["pruned_at"] = stamp
-    atomic_write_json(path, manifest)
+        manifest.entries[key]["pruned_at"] = stamp
+    manifest.write()
     for _, raw in ok:
         summary.bytes_removed += raw.stat().st_size
         raw.unlink()
@@ -365,8 +353,8 @@ def prune_raw(lake: Lake, older_than_days: int, today: dt.date | None = None) ->
         raise OpsError(f"--raw-older-than must be 0 or more days, not {older_than_days}")
     cutoff = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=older_than_days)
     summary = PruneSummary(cutoff)
-    for day in _raw_days(lake):
+    for day in lake.raw_days():
         if day < cutoff:
-            with lake_lock(lake, f"day-{day.isoformat()}"):
+            with day_lock(lake, day):
                 _prune_day(lake, day, summary)
     return summary

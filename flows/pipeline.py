@@ -1,10 +1,8 @@
-"""Flows only: wire the stages (fetch, stage, transform, validate, load) into Prefect flows."""
+"""Flows only: wire fetch, stage and publish (transform, validate, load) into Prefect flows."""
 
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 import time
 import uuid
 from pathlib import Path
@@ -14,22 +12,17 @@ from prefect.futures import wait
 from prefect.runtime import flow_run
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from flows.catalog import refresh_catalog
-from flows.checkpoints import checkpoint
 from flows.extract import fetch_new_objects, list_source_objects
 from flows.feed import require_days, require_objects
-from flows.lake import Lake, Swap
-from flows.load import is_load_committed, load_warehouse
-from flows.locks import lake_lock
-from flows.lookback import catch_late_objects, earlier_days, periods_touched_by
-from flows.recovery import recover_publish
+from flows.lake import Lake
+from flows.locks import day_lock
+from flows.lookback import catch_late_objects, earlier_days
+from flows.publish import publish_days
 from flows.report import publish_run_artifacts
 from flows.scale import day_slots, timeout_where_enforced
 from flows.settings import Settings, get_settings
-from flows.stage import raw_files, stage_partition
-from flows.transform import TransformResult, transform_partition
-from flows.validate import ValidationFailed, prewarm, validate_data
-from flows.warehouse import WarehouseConnectionError, warehouse_url
+from flows.stage import raw_files, stage_source_day
+from flows.validate import ValidationFailed, prewarm
 
 Day = dt.date
 
@@ -58,109 +51,6 @@ def ingest_day(date: Day, settings: Settings | None = None) -> dict:
     return {"source_day": date.isoformat(), **_ingest(settings, lake, date)}
 
 
-def _link_copy(src: Path, dst: Path) -> Path:
-    """A hard-linked copy of the scratch output, so the loader keeps reading it after the
-    swap has moved the originals into the lake."""
-    shutil.copytree(src, dst, copy_function=os.link)
-    return dst
-
-
-def _settle_failed_load(swap: Swap, url: str, run_id: str, exc: BaseException) -> None:
-    """After a failed load, undo the lake swap unless the warehouse did commit (the connection
-    can drop after COMMIT reached the server). When that cannot be known now, leave the swap
-    journaled: the next run's recover() asks the warehouse again and settles it."""
-    if isinstance(exc, WarehouseConnectionError):  # never connected: nothing was committed
-        swap.rollback()
-        return
-    try:
-        committed = is_load_committed(url, run_id)
-    except Exception:  # warehouse unreachable right now: leave it to the next recover()
-        return
-    if committed:
-        swap.commit()
-    else:
-        swap.rollback()
-
-
-def publish_days(
-    settings: Settings,
-    lake: Lake,
-    days: list[Day],
-    run_id: str,
-    fetched_objects: int,
-    defer: list[Day] | None = None,
-    late_days: list[Day] | None = None,
-) -> dict:
-    """Transform, validate, then publish curated tables and load the warehouse together.
-
-    The lake swap is journaled under ``run_id`` and committed only after the warehouse
-    transaction (which records ``run_id`` in load_audit) commits; any failure rolls it back.
-    ``late_days`` (lookback days that received late objects) only shape the summary.
-    """
-    url = warehouse_url(settings, lake)
-    timings: dict[str, float] = {}
-    with lake_lock(lake, "publish"):
-        recover_publish(lake, url)  # what publishes killed mid-way left (we hold the lock)
-        with lake.scratch(f"run-{run_id}") as scratch:
-            started = time.perf_counter()
-            result = TransformResult.from_dict(
-                transform_partition(
-                    str(lake.root),
-                    days,
-                    str(scratch / "curated"),
-                    memory_limit=settings.duckdb_memory_limit,
-                    defer=defer or [],
-                )
-            )
-            timings["transform"] = time.perf_counter() - started
-            checkpoint("publish.transformed")
-            started = time.perf_counter()
-            validation = validate_data(
-                lake,
-                run_id=run_id,
-                events_paths=result.events_files,
-                curated_dir=result.out_dir,
-                fetched_objects=fetched_objects,
-                period_ids=result.recomputed_period_ids,
-            )
-            timings["validate"] = time.perf_counter() - started
-            checkpoint("publish.validated")
-            late_periods = periods_touched_by(
-                lake, late_days or [], result.out_dir, result.recomputed_period_ids
-            )
-            load_dir = _link_copy(result.out_dir, scratch / "load")
-            swap = Swap(lake, run_id, result.swap_moves())
-            swap.publish()
-            started = time.perf_counter()
-            try:
-                loaded = load_warehouse(
-                    url,
-                    load_dir,
-                    run_id=run_id,
-                    partition_date=max(days),
-                    period_ids=result.recomputed_period_ids + result.removed_period_ids,
-                    event_dates=result.event_dates,
-                    source_days=result.source_days,
-                    flow_run_id=str(flow_run.id) if flow_run.id else None,
-                )
-            except BaseException as exc:
-                _settle_failed_load(swap, url, run_id, exc)
-                raise
-            swap.commit()
-            timings["load"] = time.perf_counter() - started
-    refresh_catalog(lake)
-    return {
-        "recomputed_periods": result.recomputed_period_ids,
-        "late_periods": late_periods,
-        "event_dates": [d.isoformat() for d in result.event_dates],
-        "published_source_days": [d.isoformat() for d in result.source_days],
-        "curated_rows": result.rows,
-        "loaded": loaded,
-        "validation": validation.to_dict(),
-        "timings": timings,
-    }
-
-
 def _preflight(settings: Settings, lake: Lake, day: Day, *, own_day: bool = False) -> None:
     """Fail before the first lake write when the source is wrong (bucket, endpoint, access),
     the run's own day lists no objects (``own_day``: the feed is down), or the lake root
@@ -173,8 +63,8 @@ def _preflight(settings: Settings, lake: Lake, day: Day, *, own_day: bool = Fals
 
 def _ingest(settings: Settings, lake: Lake, day: Day) -> dict:
     """Fetch then stage one source day, holding the day's lake lock (one writer per day)."""
-    with lake_lock(lake, f"day-{day.isoformat()}"):
-        fetch, stage = (timeout_where_enforced(t) for t in (fetch_new_objects, stage_partition))
+    with day_lock(lake, day):
+        fetch, stage = (timeout_where_enforced(t) for t in (fetch_new_objects, stage_source_day))
         fetched = fetch(settings, str(lake.root), day)
         staged = stage(str(lake.root), day, settings.duckdb_memory_limit)
     return {"fetch": fetched, "stage": staged}
@@ -277,8 +167,8 @@ def reprocess(start: Day, end: Day) -> dict:
     with day_slots(days):
         ingested = {}
         for day in days:
-            with lake_lock(lake, f"day-{day.isoformat()}"):
-                staged = stage_partition(str(lake.root), day, settings.duckdb_memory_limit)
+            with day_lock(lake, day):
+                staged = stage_source_day(str(lake.root), day, settings.duckdb_memory_limit)
             fetch = {"source_day": day.isoformat(), "listed": len(files[day]), "fetched": 0}
             ingested[day] = {"fetch": fetch, "stage": staged}
         results = _publish_in_order(settings, lake, ingested)

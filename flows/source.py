@@ -74,8 +74,6 @@ class SourceObject:
 class Source(Protocol):
     def list_day(self, day: dt.date) -> list[SourceObject]: ...
 
-    def list_all(self) -> list[SourceObject]: ...
-
     def download(self, obj: SourceObject, dest: Path) -> None: ...
 
     def describe(self) -> str: ...
@@ -90,18 +88,6 @@ def parse_source_day(name: str) -> dt.date | None:
         return dt.date.fromisoformat(match.group(1))
     except ValueError:
         return None
-
-
-def count_by_day(objects: list[SourceObject]) -> tuple[dict[dt.date, int], int]:
-    """Objects per source day, and how many names carry no day (``unmatched``)."""
-    days: dict[dt.date, int] = {}
-    unmatched = 0
-    for obj in objects:
-        if obj.source_day is None:
-            unmatched += 1
-        else:
-            days[obj.source_day] = days.get(obj.source_day, 0) + 1
-    return dict(sorted(days.items())), unmatched
 
 
 def redact_url(url: str) -> str:
@@ -125,9 +111,6 @@ class S3Source:
     def list_day(self, day: dt.date) -> list[SourceObject]:
         objects = self._list(self.prefix + day.isoformat())
         return [obj for obj in objects if obj.source_day == day]
-
-    def list_all(self) -> list[SourceObject]:
-        return self._list(self.prefix)
 
     def _list(self, prefix: str) -> list[SourceObject]:
         try:
@@ -227,9 +210,6 @@ class LocalSource:
 
     def list_day(self, day: dt.date) -> list[SourceObject]:
         return [obj for obj in self._list(day.isoformat()) if obj.source_day == day]
-
-    def list_all(self) -> list[SourceObject]:
-        return self._list("")
 
     def _list(self, prefix: str) -> list[SourceObject]:
         if not self.root.is_dir():

@@ -25,7 +25,7 @@ from prefect import task
 from flows import duck
 from flows.checkpoints import checkpoint
 from flows.errors import VdpError
-from flows.lake import Lake, Swap, recover
+from flows.lake import Lake, Manifest, Swap, Txn, TxnKind, recover
 from flows.logs import run_logger
 
 SQL_DIR = Path(__file__).parent / "sql"
@@ -42,7 +42,6 @@ LINES_SCHEMA = pa.schema(
 )
 READ_THREADS = 2
 STAGE_TIMEOUT_SECONDS = 3600
-STAGE_TXN = "stage-"
 # zstd level 1: a fifth less CPU than the default level 3 for ~8% larger files
 PARQUET_OPTIONS = "format parquet, compression zstd, compression_level 1"
 
@@ -75,49 +74,27 @@ class StageSummary:
 
 
 # raw files and lines ----------------------------------------------------------------------
-def source_keys(lake: Lake, day: dt.date) -> dict[str, str]:
-    """Object key per raw file name, from the day's manifest ({key: {"name": ...}})."""
-    try:
-        manifest = json.loads(lake.manifest_path(day).read_text())
-    except (OSError, ValueError):
-        return {}
-    if not isinstance(manifest, dict):
-        return {}
-    keys = {}
-    for key, entry in manifest.items():
-        name = entry.get("name") if isinstance(entry, dict) else None
-        keys[name or key.rsplit("/", 1)[-1]] = key
-    return keys
-
-
 def raw_files(lake: Lake, day: dt.date) -> list[tuple[str, Path]]:
-    """(source key, path) of every raw file of the day, ordered by source key."""
+    """(source key, path) of every raw file of the day, ordered by source key (the manifest
+    gives each file's key; a file it does not list keeps its name)."""
     raw_dir = lake.raw_day(day)
     if not raw_dir.is_dir():
         raise StageError(f"no raw data for source day {day} at {raw_dir}: fetch the day first")
-    keys = source_keys(lake, day)
+    manifest = Manifest.read(lake, day)
     paths = [p for p in raw_dir.iterdir() if p.is_file() and not p.name.startswith(".")]
-    _refuse_pruned(lake, day, {p.name for p in paths})
+    _refuse_pruned(manifest, day, {p.name for p in paths})
+    keys = manifest.keys_by_name()
     return sorted((keys.get(p.name, p.name), p) for p in paths)
 
 
-def _refuse_pruned(lake: Lake, day: dt.date, present: set[str]) -> None:
+def _refuse_pruned(manifest: Manifest, day: dt.date, present: set[str]) -> None:
     """Re-staging a day whose raw files `vdp prune` removed would drop their events."""
-    try:
-        manifest = json.loads(lake.manifest_path(day).read_text())
-    except (OSError, ValueError):
-        return
-    entries = manifest.values() if isinstance(manifest, dict) else []
-    pruned = [
-        e
-        for e in entries
-        if isinstance(e, dict) and e.get("pruned_at") and e.get("name") not in present
-    ]
+    pruned = manifest.pruned_missing(present)
     if pruned:
         raise StageError(
             f"source day {day} has {len(pruned)} raw files removed by `vdp prune`; re-staging "
             "it would drop their events: put the raw files back, or delete their pruned_at in "
-            f"{lake.manifest_path(day)} to fetch them again"
+            f"{manifest.path} to fetch them again"
         )
 
 
@@ -247,16 +224,17 @@ def _copy_to(
 
 
 def _write_events(
-    con: duckdb.DuckDBPyConnection, out_dir: Path, params: dict[str, Any]
+    con: duckdb.DuckDBPyConnection, out: Lake, params: dict[str, Any]
 ) -> dict[dt.date, Path]:
-    """Write one part-0.parquet per event date under ``out_dir``; returns their dirs. A plain
-    filtered scan of ``parsed`` keeps input order without a sort."""
+    """Write one part-0.parquet per event date into the events partitions of the source day
+    under ``out`` (laid out as the lake); returns their dirs. A plain filtered scan of
+    ``parsed`` keeps input order without a sort."""
     dates = con.sql(
         "select distinct event_date from parsed where reason is null and not is_duplicate"
     ).fetchall()
     written = {}
     for (event_date,) in sorted(dates):
-        target = out_dir / f"date={event_date.isoformat()}"
+        target = out.events_partition(event_date, params["source_day"])
         target.mkdir(parents=True)
         date_params = {**params, "event_date": event_date}
         _copy_to(con, _sql("stage_events"), target / "part-0.parquet", date_params)
@@ -293,17 +271,11 @@ def _count(con: duckdb.DuckDBPyConnection, summary: StageSummary) -> None:
 
 
 # publish ----------------------------------------------------------------------------------
-def stage_txn_prefix(day: dt.date | None = None) -> str:
-    """Swap ids of staging start with this (and the day), so recovery can tell them apart."""
-    return f"{STAGE_TXN}{day.isoformat()}-" if day else STAGE_TXN
-
-
 def recover_stage_swaps(lake: Lake, day: dt.date) -> list[str]:
     """Finish a staging of ``day`` that a killed run left half swapped, before staging again:
     a swap whose journal says published is kept (its new partitions are whole), any other is
     undone. Call it holding the day's lock, as staging does."""
-    prefix = stage_txn_prefix(day)
-    return recover(lake, lambda txn: True, only=lambda txn: txn.startswith(prefix))
+    return recover(lake, TxnKind.STAGE, lambda txn: True, day=day)
 
 
 def _publish(lake: Lake, day: dt.date, events: dict[dt.date, Path], quarantine: Path) -> None:
@@ -313,7 +285,7 @@ def _publish(lake: Lake, day: dt.date, events: dict[dt.date, Path], quarantine: 
     for event_date, new_dir in events.items():
         moves[lake.events_partition(event_date, day)] = new_dir
     moves[lake.quarantine_day(day)] = quarantine
-    swap = Swap(lake, f"{stage_txn_prefix(day)}{uuid.uuid4().hex[:12]}", moves)
+    swap = Swap(lake, Txn(TxnKind.STAGE, uuid.uuid4().hex[:12], day), moves)
     try:
         swap.publish()
     except BaseException:
@@ -323,7 +295,7 @@ def _publish(lake: Lake, day: dt.date, events: dict[dt.date, Path], quarantine: 
     swap.commit()
 
 
-def stage_source_day(
+def stage_day(
     lake: Lake,
     day: dt.date,
     *,
@@ -338,20 +310,22 @@ def stage_source_day(
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.UTC)
     recover_stage_swaps(lake, day)
-    lake.sweep_scratch(f"stage-{day.isoformat()}")  # left by a killed staging of the day
+    scratch_prefix = Txn(TxnKind.STAGE, day=day).name
+    lake.sweep_scratch(scratch_prefix)  # left by a killed staging of the day
     files = raw_files(lake, day)
     lines = read_lines(files)
     summary = StageSummary(day, files=len(files), lines=lines.num_rows)
     params = {"ingested_at": stamp, "source_day": day}
-    with lake.scratch(f"stage-{day.isoformat()}") as scratch:
+    with lake.scratch(scratch_prefix) as scratch:
         con = classify_lines(lines, memory_limit, scratch / "_spill")
         del lines
+        out = Lake(scratch)
         try:
-            events = _write_events(con, scratch / "events", params)
-            _write_quarantine(con, scratch / "quarantine", params)
+            events = _write_events(con, out, params)
+            _write_quarantine(con, out.quarantine_day(day), params)
             _count(con, summary)
             checkpoint("stage.written")
-            _publish(lake, day, events, scratch / "quarantine")
+            _publish(lake, day, events, out.quarantine_day(day))
         finally:
             con.close()
     summary.seconds = time.perf_counter() - started
@@ -370,11 +344,11 @@ def _as_date(day: dt.date | str) -> dt.date:
 
 
 @task(name="stage-source-day", timeout_seconds=STAGE_TIMEOUT_SECONDS, retries=0)
-def stage_partition(
+def stage_source_day(
     lake_root: str, day: dt.date | str, memory_limit: str | None = None
 ) -> dict[str, Any]:
     """Prefect task: stage one source day and log a one-line summary."""
-    summary = stage_source_day(Lake(Path(lake_root)), _as_date(day), memory_limit=memory_limit)
+    summary = stage_day(Lake(Path(lake_root)), _as_date(day), memory_limit=memory_limit)
     run_logger(__name__).info(
         "staged %s: %d files, %d lines -> %d events, %d duplicates, %d quarantined %s in %.2f s",
         summary.source_day,

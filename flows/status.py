@@ -106,7 +106,7 @@ def newest_event_at(lake: Lake) -> dt.datetime | None:
     """The newest event time in the lake: only the newest event-date partition is read."""
     from flows import duck
 
-    dates = sorted(p for p in lake.events_dir.glob("date=*") if any(p.glob("*/*.parquet")))
+    dates = lake.events_date_dirs()
     if not dates:
         return None
     con = duck.connect()
@@ -124,10 +124,9 @@ def _rows(paths: list) -> int:
 def quarantine_days(lake: Lake, days: int) -> list[QuarantineDay]:
     """Quarantined lines and staged events of the ``days`` newest staged source days (row
     counts from Parquet footers, so the cost does not grow with the lake's history)."""
-    staged = sorted(p for p in lake.quarantine_dir.glob("source_day=*") if p.is_dir())
+    staged = list(lake.quarantine_days().items())
     found = []
-    for part in staged[-days:] if days > 0 else []:
-        day = dt.date.fromisoformat(part.name.removeprefix("source_day="))
+    for day, part in staged[-days:] if days > 0 else []:
         events = [f for p in lake.events_partitions_of(day) for f in p.glob("*.parquet")]
         found.append(QuarantineDay(day, _rows(sorted(part.glob("*.parquet"))), _rows(events)))
     return found

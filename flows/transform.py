@@ -23,7 +23,7 @@ from prefect import task
 
 from flows import duck
 from flows.errors import VdpError
-from flows.lake import Lake
+from flows.lake import Lake, RunOutput
 from flows.logs import run_logger
 from flows.scope import STATE_VERSION, VERSION_FILE, Scope, plan
 from flows.tables import CURATED, EVENTS, PARTITION_KEYS, WHOLE_TABLES
@@ -34,8 +34,6 @@ EVENTS_SCHEMA = EVENTS.schema
 CURATED_SCHEMAS = {name: table.schema for name, table in CURATED.items()}
 # Whole tables the transform builds before choosing the periods to recompute.
 EVENT_FACTS = ("fact_operating_period", "fact_break")
-CHANGES_DIR = "_changes"  # rows the warehouse must receive, beside the curated output
-STATE_DIR = "_state"  # new state, beside the curated output
 
 # The transform's own state under lake/state/, so a run never re-reads history's events.
 STATE_SCHEMAS: dict[str, dict[str, str]] = {
@@ -338,7 +336,7 @@ def _changed(table: str, rebuild: bool) -> str:
 
 def _write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path, scope: Scope) -> dict[str, int]:
     """The curated output: whole small tables, the touched partitions of the partitioned ones,
-    and beside them the rows the warehouse must receive (``_changes/``)."""
+    and beside them the rows the warehouse must receive (``RunOutput.changes``)."""
     models = {
         "fact_operating_period": "select * from fact_operating_period",
         "fact_break": "select * from fact_break",
@@ -347,52 +345,52 @@ def _write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path, scope: Scope) -
         "dim_date": read_sql("dim_date"),
     }
     rows = {}
-    changes = out_dir / CHANGES_DIR
+    output = RunOutput(out_dir)
     for table, select in models.items():
         if table not in EVENT_FACTS:
             con.sql(f"create table {table} as {select}")
-        rows[table] = _write(con, f"select * from {table}", out_dir / table / "part-0.parquet")
-        _write(con, _changed(table, scope.rebuild), changes / table / "part-0.parquet")
+        rows[table] = _write(con, f"select * from {table}", output.table(table) / "part-0.parquet")
+        _write(con, _changed(table, scope.rebuild), output.changes(table) / "part-0.parquet")
     vehicle_periods = "fact_vehicle_operating_period"
     rows[vehicle_periods] = _write_curated_partitions(
-        con, "select * from vehicle_periods", out_dir, vehicle_periods
+        con, "select * from vehicle_periods", output, vehicle_periods
     )
     recomputed = """select * exclude (period_date) from vehicle_periods
         where operating_period_id in (select operating_period_id from recomputed_periods)"""
-    _write(con, recomputed, changes / vehicle_periods / "part-0.parquet")
+    _write(con, recomputed, output.changes(vehicle_periods) / "part-0.parquet")
     events = "fact_vehicle_event"
-    rows[events] = _write_curated_partitions(con, read_sql("fct_vehicle_event"), out_dir, events)
+    rows[events] = _write_curated_partitions(con, read_sql("fct_vehicle_event"), output, events)
     return rows
 
 
 def _write_curated_partitions(
-    con: duckdb.DuckDBPyConnection, select: str, out_dir: Path, table: str
+    con: duckdb.DuckDBPyConnection, select: str, output: RunOutput, table: str
 ) -> int:
-    """A partitioned curated table under out_dir, by its declared partition key (kept in the
-    files when it is one of the table's columns)."""
+    """A partitioned curated table of the run's output, by its declared partition key (kept in
+    the files when it is one of the table's columns)."""
     key = PARTITION_KEYS[table]
     keep = key in CURATED[table].column_names
-    return _write_partitioned(con, select, out_dir / table, [key], keep)
+    return _write_partitioned(con, select, output.table(table), [key], keep)
 
 
 def _write_state(con: duckdb.DuckDBPyConnection, lake: Lake, out_dir: Path, scope: Scope) -> None:
-    """The new incremental state beside the curated output (``_state/``)."""
-    state = out_dir / STATE_DIR
+    """The new incremental state beside the curated output (``RunOutput.state_table``)."""
+    state = RunOutput(out_dir).state_table
     for name, select in (
         ("period_events", "select * from all_period_events"),
         ("break_events", "select * from all_break_events"),
         ("entity_dates", "select * from entity_dates"),
     ):
-        _write(con, select, state / name / "part-0.parquet")
+        _write(con, select, state(name) / "part-0.parquet")
     columns = ", ".join(f'"{c}"' for c in STATE_SCHEMAS["location_points"])
     points = f"select {columns}, location_date, event_date from touched_points"
     _write_partitioned(
-        con, points, state / "location_points", ["location_date", "event_date"], False
+        con, points, state("location_points"), ["location_date", "event_date"], False
     )
-    (state / "source_days").mkdir(parents=True, exist_ok=True)
-    scope.record().write_parquet(state / "source_days" / "part-0.parquet", compression="zstd")
+    state("source_days").mkdir(parents=True, exist_ok=True)
+    scope.record().write_parquet(state("source_days") / "part-0.parquet", compression="zstd")
     version = {"version": STATE_VERSION}
-    (state / "source_days" / VERSION_FILE).write_text(json.dumps(version) + "\n")
+    (state("source_days") / VERSION_FILE).write_text(json.dumps(version) + "\n")
 
 
 def _moves(
@@ -400,10 +398,10 @@ def _moves(
 ) -> dict[str, str | None]:
     """Lake path -> new content (None: remove) for every table, partition and state piece the
     run rewrote; a rebuild replaces the partitioned tables and the points state whole."""
-    moves: dict[Path, Path | None] = {lake.curated_table(t): out_dir / t for t in WHOLE_TABLES}
-    state = out_dir / STATE_DIR
+    output = RunOutput(out_dir)
+    moves: dict[Path, Path | None] = {lake.curated_table(t): output.table(t) for t in WHOLE_TABLES}
     for name in ("period_events", "break_events", "entity_dates", "source_days"):
-        moves[lake.state_table(name)] = state / name
+        moves[lake.state_table(name)] = output.state_table(name)
     partitioned = {
         "fact_vehicle_event": scope.event_dates,
         "fact_vehicle_operating_period": vehicle_dates,
@@ -411,18 +409,18 @@ def _moves(
     points = lake.state_table("location_points")
     if scope.rebuild:
         for table in partitioned:
-            moves[lake.curated_table(table)] = out_dir / table
-        moves[points] = state / "location_points"
+            moves[lake.curated_table(table)] = output.table(table)
+        moves[points] = output.state_table("location_points")
     else:
         for table, dates in partitioned.items():
             key = PARTITION_KEYS[table]
             for day in dates:
-                new = out_dir / table / f"{key}={day.isoformat()}"
+                new = output.partition(table, key, day)
                 moves[lake.curated_partition(table, key, day)] = new if new.exists() else None
         for day in scope.event_dates:
             for old in lake.points_partitions_of(day):
                 moves[old] = None
-        for new in (state / "location_points").glob("location_date=*/event_date=*"):
+        for new in output.points_partitions():
             moves[lake.points_partition(*Lake.points_partition_dates(new))] = new
     return {str(f): str(n) if n else None for f, n in moves.items()}
 
@@ -503,7 +501,7 @@ def _as_date(value: dt.date | str) -> dt.date:
 
 
 @task(name="build-curated-tables")
-def transform_partition(
+def build_curated_tables(
     lake_root: str,
     source_days: list,
     out_dir: str,

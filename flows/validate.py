@@ -211,7 +211,7 @@ def _columns_label(kwargs: dict[str, Any]) -> str:
 def _locked(lake: Lake) -> Iterator[None]:
     """One GX file context per lake: serialise writers so two runs never interleave its files."""
     lake.validation_dir.mkdir(parents=True, exist_ok=True)
-    with open(lake.validation_dir / ".lock", "w") as handle:
+    with open(lake.validation_lock, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
         try:
             yield
@@ -239,7 +239,7 @@ def _context(lake: Lake) -> AbstractDataContext:
         "class_name": "SiteBuilder",
         "store_backend": {
             "class_name": "TupleFilesystemStoreBackend",
-            "base_directory": str(lake.validation_dir / "docs"),
+            "base_directory": str(lake.validation_docs_dir),
         },
         "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
     }
@@ -393,14 +393,14 @@ def validate_run(
         timings=timings,
         docs_pages=docs_pages,
     )
-    report.json_path = lake.validation_dir / "runs" / f"{run_id}.json"
+    report.json_path = lake.validation_report(run_id)
     atomic_write_json(report.json_path, report.to_dict())
     return report
 
 
 def docs_index(lake: Lake) -> Path:
     """Where the Data Docs index lives (``vdp docs`` opens it)."""
-    return lake.validation_dir / "docs" / "index.html"
+    return lake.validation_docs_dir / "index.html"
 
 
 def build_data_docs(lake: Lake) -> Path:

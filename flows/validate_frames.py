@@ -9,8 +9,8 @@ from pathlib import Path
 import polars as pl
 
 from flows.errors import VdpError
+from flows.lake import RunOutput
 from flows.tables import EVENTS, PARTITION_KEYS
-from flows.transform import CHANGES_DIR
 
 EVENTS_SUITE = "events"
 EVENTS_SCHEMA = EVENTS.polars_schema
@@ -49,14 +49,15 @@ def read_curated(curated_dir: Path, table: str) -> pl.DataFrame:
     run recomputed (``_changes/``), which exist, possibly empty, even when no partition was
     touched."""
     only_changes = table in PARTITION_KEYS or table in CHANGED_ROWS_ONLY
-    if only_changes and (Path(curated_dir) / CHANGES_DIR / table).is_dir():
-        table = f"{CHANGES_DIR}/{table}"
-    files = (
-        _parquet_files([Path(curated_dir) / table]) if (Path(curated_dir) / table).exists() else []
-    )
+    output = RunOutput(Path(curated_dir))
+    found = output.changes(table) if only_changes else output.table(table)
+    if only_changes and not found.is_dir():
+        found = output.table(table)
+    files = _parquet_files([found]) if found.exists() else []
     if not files:
         raise ValidationInputError(
-            f"curated table {table} not found under {curated_dir}; run the transform first"
+            f"curated table {found.relative_to(curated_dir)} not found under {curated_dir}; "
+            "run the transform first"
         )
     return pl.read_parquet(files, hive_partitioning=False)
 
@@ -96,23 +97,37 @@ def with_vehicle_checks(vehicles: pl.DataFrame, periods: pl.DataFrame) -> pl.Dat
 
 def with_break_checks(breaks: pl.DataFrame, periods: pl.DataFrame) -> pl.DataFrame:
     """Breaks plus ``break_hours`` and ``overlaps_period`` (a live period of the break's
-    organization overlaps it), because GX checks one table at a time."""
-    live = periods.filter(~pl.col("is_deleted")).select(
-        "organization_id", period_start="start_at", period_finish="finish_at"
+    organization overlaps it), because GX checks one table at a time.
+
+    A period overlaps a break when it starts by the break's finish and finishes at or after its
+    start, so some period overlaps it exactly when the latest finish among the periods that
+    start by the break's finish reaches its start: one as-of join on the periods sorted by
+    start with their running latest finish, not every break against every period."""
+    bounds = ("start_at", "finish_at")
+    live = (
+        periods.filter(~pl.col("is_deleted") & pl.all_horizontal(pl.col(bounds).is_not_null()))
+        .select("organization_id", period_start="start_at", reach="finish_at")
+        .sort("period_start")
+        .with_columns(pl.col("reach").cum_max().over("organization_id"))
     )
     overlapping = (
-        breaks.select("break_id", "organization_id", "start_at", "finish_at")
-        .join(live, on="organization_id", how="inner")
-        .filter(
-            (pl.col("period_start") <= pl.col("finish_at"))
-            & (pl.col("period_finish") >= pl.col("start_at"))
+        breaks.select("break_id", "organization_id", *bounds)
+        .filter(pl.all_horizontal(pl.col(bounds).is_not_null()))
+        .sort("finish_at")
+        .join_asof(
+            live,
+            left_on="finish_at",
+            right_on="period_start",
+            by="organization_id",
+            strategy="backward",
+            check_sortedness=False,  # both sides sorted just above; with `by` it cannot check
         )
-        .select("break_id")
-        .unique()
+        .filter(pl.col("reach") >= pl.col("start_at"))
+        .get_column("break_id")
     )
     hours = (pl.col("finish_at") - pl.col("start_at")).dt.total_microseconds() / 3.6e9
     return breaks.with_columns(
-        break_hours=hours, overlaps_period=pl.col("break_id").is_in(overlapping["break_id"])
+        break_hours=hours, overlaps_period=pl.col("break_id").is_in(overlapping.implode())
     )
 
 

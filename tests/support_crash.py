@@ -91,15 +91,15 @@ def _child(step: str, day: dt.date) -> None:
     from flows.extract import fetch_day
     from flows.lake import Lake
     from flows.settings import get_settings
-    from flows.stage import stage_source_day
+    from flows.stage import stage_day
 
     settings = get_settings()
     lake = Lake(settings.lake_root)
     if step == "ingest":
         fetch_day(settings, lake, day)
-        stage_source_day(lake, day)
+        stage_day(lake, day)
     elif step == "publish":
-        from flows.pipeline import publish_days
+        from flows.publish import publish_days
 
         publish_days(settings, lake, [day], f"crash-{os.getpid()}", 0)
     else:

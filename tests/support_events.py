@@ -11,7 +11,7 @@ from typing import Any
 
 import polars as pl
 
-from flows.lake import Lake, Swap
+from flows.lake import Lake, Swap, Txn, TxnKind
 from flows.tables import EVENTS
 from flows.transform import TransformResult, transform
 
@@ -137,7 +137,7 @@ def publish(lake: Lake, days: list[dt.date]) -> TransformResult:
     """Transform source days into scratch and swap the result into the lake, as the flow does."""
     with lake.scratch("transform") as out:
         result = transform(lake, days, out)
-        swap = Swap(lake, uuid.uuid4().hex, result.swap_moves())
+        swap = Swap(lake, Txn(TxnKind.PUBLISH, uuid.uuid4().hex), result.swap_moves())
         swap.publish()
         swap.commit()
     return result

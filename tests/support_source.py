@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from concurrent.futures import ThreadPoolExecutor
+
+from flows.source import LocalSource, S3Source, SourceObject
 
 
 def put_many(s3_client, bucket: str, objects: dict[str, bytes], *, workers: int = 8) -> None:
@@ -22,3 +25,20 @@ def empty_bucket(s3_client, bucket: str) -> None:
         keys = [{"Key": item["Key"]} for item in page.get("Contents", [])]
         if keys:
             s3_client.delete_objects(Bucket=bucket, Delete={"Objects": keys, "Quiet": True})
+
+
+def count_by_day(objects: list[SourceObject]) -> tuple[dict[dt.date, int], int]:
+    """Objects per source day, and how many names carry no day (``unmatched``)."""
+    days: dict[dt.date, int] = {}
+    unmatched = 0
+    for obj in objects:
+        if obj.source_day is None:
+            unmatched += 1
+        else:
+            days[obj.source_day] = days.get(obj.source_day, 0) + 1
+    return dict(sorted(days.items())), unmatched
+
+
+def list_all(source: LocalSource | S3Source) -> list[SourceObject]:
+    """Every object of the source, whatever day its name carries (or none)."""
+    return source._list(source.prefix if isinstance(source, S3Source) else "")

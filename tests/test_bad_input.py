@@ -1,4 +1,4 @@
-"""Bad input, end to end: raw files in the lake's raw zone staged by stage_source_day and
+"""Bad input, end to end: raw files in the lake's raw zone staged by stage_day and
 checked against the independent reference oracle (good lines become events, bad lines are
 quarantined with a reason, nothing crashes, nothing is dropped silently, and fetched lines =
 staged + duplicates + quarantined); then hostile ids, an unknown delete, 10,000 events at one
@@ -15,10 +15,11 @@ from typing import Any
 import duckdb
 import psycopg
 import pytest
+from support_source import count_by_day, list_all
 
 from flows.lake import Lake
-from flows.source import LocalSource, count_by_day
-from flows.stage import stage_source_day
+from flows.source import LocalSource
+from flows.stage import stage_day
 from flows.tools.reference import analyze, source_day_of, source_day_stats
 
 DAY = dt.date(2019, 6, 1)
@@ -63,7 +64,7 @@ def stage_and_compare(lake: Lake, files: dict[str, bytes]) -> dict:
         path = lake.raw_day(DAY) / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
-    got = stage_source_day(lake, DAY).as_dict()
+    got = stage_day(lake, DAY).as_dict()
     expected = source_day_stats(list(files.items())).get(DAY.isoformat(), {})
     for figure in ("lines", "events", "duplicates", "quarantined", "quarantine_reasons"):
         assert got[figure] == expected.get(figure, 0 if figure != "quarantine_reasons" else {})
@@ -228,7 +229,7 @@ def test_hostile_ids_and_odd_days_go_through_the_pipeline_intact(
     summary = daily_pipeline(date=DAY)
 
     # names without a date are never selected, but they are counted
-    assert count_by_day(LocalSource(source).list_all()) == ({DAY: 1}, 3)
+    assert count_by_day(list_all(LocalSource(source))) == ({DAY: 1}, 3)
     assert [source_day_of(n) for n in sorted(files)[:3]] == [DAY.isoformat(), None, None]
     assert summary["fetch"]["listed"] == 1
     assert [p.name for p in Lake(tmp_path / "lake").raw_day(DAY).iterdir()] == [sorted(files)[0]]

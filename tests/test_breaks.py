@@ -264,7 +264,7 @@ def generated_with_breaks(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def stage_all(lake: Lake, data: Path) -> list[dt.date]:
-    from flows.stage import stage_source_day
+    from flows.stage import stage_day
     from flows.tools.reference import source_day_of
 
     days = set()
@@ -274,7 +274,7 @@ def stage_all(lake: Lake, data: Path) -> list[dt.date]:
         (lake.raw_day(day) / path.name).write_bytes(path.read_bytes())
         days.add(day)
     for day in sorted(days):
-        stage_source_day(lake, day)
+        stage_day(lake, day)
     return sorted(days)
 
 

@@ -262,7 +262,7 @@ def test_a_kill_at_a_checkpoint_recovers_to_a_state_the_run_may_leave(
     and the validation reports aside: each run adds its own); that run is made once per
     distinct recovered state (at most one per step boundary): from equal states it does the
     same."""
-    from flows.recovery import recover_lake
+    from support_recovery import recover_lake
 
     step = dict(replay_points(template.trace))[point]
     with _case(template, pg_server_url, tmp_path) as case:

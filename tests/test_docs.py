@@ -19,7 +19,7 @@ import yaml
 from flows.cli import build_parser
 from flows.lake import Lake
 from flows.settings import Settings
-from flows.stage import stage_source_day
+from flows.stage import stage_day
 from flows.transform import transform
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def test_worked_example_through_real_stage_and_transform(tmp_path: Path):
     raw = lake.raw_day(day)
     raw.mkdir(parents=True)
     (raw / "2019-06-01-10-00-0-events.json").write_bytes(_worked_example())
-    summary = stage_source_day(lake, day)
+    summary = stage_day(lake, day)
     assert (summary.lines, summary.events, summary.duplicates, summary.quarantined) == (9, 8, 1, 0)
     out = tmp_path / "curated"
     transform(lake, [day], out)

@@ -18,9 +18,8 @@ from flows.extract import (
     fetch_new_objects,
     fetch_object,
     list_source_objects,
-    read_manifest,
 )
-from flows.lake import Lake, LakeError
+from flows.lake import Lake, LakeError, Manifest
 from flows.settings import Settings
 from flows.source import SourceError, SourceObject, open_source
 
@@ -79,7 +78,7 @@ def test_fetch_is_incremental_and_refetches_changed_objects(
     ]
     for key, body in OBJECTS.items():
         assert raw_bytes(lake, key) == body
-    manifest = read_manifest(lake, DAY)
+    manifest = Manifest.read(lake, DAY).entries
     heads = {key: s3_client.head_object(Bucket=s3_bucket, Key=key) for key in OBJECTS}
     assert set(manifest) == set(OBJECTS)
     for key, entry in manifest.items():
@@ -91,7 +90,7 @@ def test_fetch_is_incremental_and_refetches_changed_objects(
 
     second = fetch_day(settings, lake, DAY)
     assert (second.fetched, second.skipped, second.fetched_keys) == (0, 3, [])
-    assert read_manifest(lake, DAY) == manifest
+    assert Manifest.read(lake, DAY).entries == manifest
 
     changed = "data/2019-06-01-15-17-5-events.json"
     seed(s3_client, s3_bucket, {changed: LINES[0] * 7})
@@ -102,7 +101,7 @@ def test_fetch_is_incremental_and_refetches_changed_objects(
     assert third.skipped == 1
     assert raw_bytes(lake, changed) == LINES[0] * 7
     assert raw_bytes(lake, "data/2019-06-01-15-17-6-events.json") == LINES[0]
-    new_manifest = read_manifest(lake, DAY)
+    new_manifest = Manifest.read(lake, DAY).entries
     assert new_manifest[changed]["size"] == len(LINES[0] * 7)
     assert new_manifest[changed]["etag"] != manifest[changed]["etag"]
     first_key = "data/2019-06-01-15-17-4-events.json"
@@ -131,7 +130,7 @@ def test_transient_faults_are_retried_and_the_copy_is_exact(
     assert summary.fetched_keys == sorted(OBJECTS)
     assert summary.failed == 0
     assert raw_bytes(lake, flaky) == OBJECTS[flaky]
-    assert read_manifest(lake, DAY)[flaky]["size"] == len(OBJECTS[flaky])
+    assert Manifest.read(lake, DAY).entries[flaky]["size"] == len(OBJECTS[flaky])
     assert sorted(p.name for p in lake.raw_day(DAY).iterdir()) == [
         k.removeprefix("data/") for k in sorted(OBJECTS)
     ]
@@ -151,7 +150,7 @@ def test_persistent_failure_saves_what_succeeded_and_raises_fetch_error(
     assert "\n" not in message and info.value.transient
     assert proxy.object_gets["data/2019-06-01-15-17-5-events.json"] == extract.MAX_ATTEMPTS
     good = sorted(set(OBJECTS) - {"data/2019-06-01-15-17-5-events.json"})
-    assert sorted(read_manifest(lake, DAY)) == good
+    assert sorted(Manifest.read(lake, DAY).entries) == good
     assert sorted(p.name for p in lake.raw_day(DAY).iterdir()) == [
         k.removeprefix("data/") for k in good
     ]
@@ -204,7 +203,9 @@ def test_local_directory_source_fetches_incrementally(tmp_path: Path, lake_root:
     assert (first.fetched, second.fetched, second.skipped) == (3, 0, 3)
     for key, body in OBJECTS.items():
         assert raw_bytes(lake, key) == body
-    assert sorted(read_manifest(lake, DAY)) == [k.removeprefix("data/") for k in sorted(OBJECTS)]
+    assert sorted(Manifest.read(lake, DAY).entries) == [
+        k.removeprefix("data/") for k in sorted(OBJECTS)
+    ]
 
 
 def test_fetch_task_returns_summary_dict(s3_client, s3_bucket, moto_endpoint, lake_root):
@@ -235,7 +236,7 @@ def test_real_sample_day_is_fetched_byte_identical(
     assert summary.bytes_fetched == sum(f.stat().st_size for f in files)
     for f in files:
         assert (lake.raw_day(DAY) / f.name).read_bytes() == f.read_bytes()
-    assert len(read_manifest(lake, DAY)) == 721
+    assert len(Manifest.read(lake, DAY).entries) == 721
 
 
 @pytest.mark.parametrize(

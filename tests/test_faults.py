@@ -43,14 +43,14 @@ from support_crash import (
 )
 from support_faults import FaultyS3Proxy
 from support_pipeline import database
+from support_recovery import recover_lake
 from support_replay import snapshot
 from support_skips import skip_unless_required
 from support_source import put_many
 
 from flows import extract
-from flows.extract import FetchError, fetch_day, needs_fetch, read_manifest
-from flows.lake import Lake, LakeError
-from flows.recovery import recover_lake
+from flows.extract import FetchError, fetch_day, needs_fetch
+from flows.lake import Lake, LakeError, Manifest
 from flows.settings import get_settings
 from flows.source import SourceError, open_source
 from flows.warehouse import WarehouseConnectionError, WarehouseError
@@ -255,7 +255,7 @@ def test_dead_s3_fails_clearly_and_records_only_what_arrived(
             fetch_day(get_settings(), lake, DAY)
     assert "1 of 32 objects of 2019-06-01 failed to fetch" in one_line(failed.value)
     assert "ServiceUnavailable" in str(failed.value) and failed.value.transient
-    manifest = read_manifest(lake, DAY)
+    manifest = Manifest.read(lake, DAY).entries
     names = sorted(entry["name"] for entry in manifest.values())
     assert names == sorted(set(source.names) - {dead})
     raw = lake.raw_day(DAY)
@@ -304,7 +304,7 @@ def test_killed_during_download_nothing_partial_passes_for_fetched(
     assert not Lake(lake).manifest_path(DAY).exists()
     _apply(monkeypatch, _env(lake, pg_url, bucket_source, moto_endpoint))
     listed = open_source(get_settings()).list_day(DAY)
-    assert all(needs_fetch(obj, read_manifest(Lake(lake), DAY), raw) for obj in listed)
+    assert all(needs_fetch(obj, Manifest.read(Lake(lake), DAY), raw) for obj in listed)
 
     summary = _daily()
     assert summary["fetch"]["fetched"] == 32
@@ -338,9 +338,8 @@ def test_killed_during_staging_the_next_run_ends_at_baseline(
 def test_publish_recovery_leaves_another_days_staging_swap_alone(tmp_path) -> None:
     """publish_days recovers under the publish lock while another day may be staging under
     its own lock: that day's swap (here published, not yet committed) is not publish's to undo."""
-    from flows.lake import Swap, recover
-    from flows.recovery import is_publish_txn
-    from flows.stage import recover_stage_swaps, stage_txn_prefix
+    from flows.lake import Swap, Txn, TxnKind, recover
+    from flows.stage import recover_stage_swaps
 
     lake = Lake(tmp_path / "lake")
     old = lake.events_partition(DAY, DAY)
@@ -348,20 +347,20 @@ def test_publish_recovery_leaves_another_days_staging_swap_alone(tmp_path) -> No
     (old / "part-0.parquet").write_bytes(b"old")
     new = tmp_path / "new"
     new.mkdir()
-    staging = Swap(lake, f"{stage_txn_prefix(DAY)}inflight", {old: new})
+    staging = Swap(lake, Txn(TxnKind.STAGE, "inflight", DAY), {old: new})
     staging.publish()
-    assert recover(lake, lambda txn: False, only=is_publish_txn) == []
+    assert recover(lake, TxnKind.PUBLISH, lambda txn: False) == []
     assert staging.journal.exists() and not new.exists()
-    assert recover_stage_swaps(lake, DAY) == [staging.txn]
+    assert recover_stage_swaps(lake, DAY) == [staging.txn.name]
     assert not staging.journal.exists() and not (old / "part-0.parquet").exists()
 
 
 def _ingest_here(lake_root: Path) -> None:
     """Fetch and stage the day in this process (the late object included), as a run does."""
-    from flows.stage import stage_source_day
+    from flows.stage import stage_day
 
     fetch_day(get_settings(), Lake(lake_root), DAY)
-    stage_source_day(Lake(lake_root), DAY)
+    stage_day(Lake(lake_root), DAY)
 
 
 @contextmanager
@@ -453,10 +452,10 @@ def test_unreachable_warehouse_fails_clearly_then_the_next_run_loads(
 ) -> None:
     """Nothing listens at the warehouse URL: after the task's retries (delays shortened here)
     the run fails naming the server, the curated swap is rolled back, the next run loads."""
-    from flows import pipeline
+    from flows import publish
 
-    quick = pipeline.load_warehouse.with_options(retry_delay_seconds=0)
-    monkeypatch.setattr(pipeline, "load_warehouse", quick)
+    quick = publish.load_warehouse.with_options(retry_delay_seconds=0)
+    monkeypatch.setattr(publish, "load_warehouse", quick)
     monkeypatch.setenv("VDP_WAREHOUSE_URL", "postgresql://vdp@127.0.0.1:9/warehouse")
     with pytest.raises(WarehouseConnectionError) as failed:
         _daily()
@@ -536,7 +535,7 @@ def test_full_disk_fails_clearly_and_leaves_nothing_half_written(
     with pytest.raises(LakeError) as failed:
         _daily()
     assert "No space left on device" in one_line(failed.value)
-    manifest = read_manifest(Lake(lake), DAY)
+    manifest = Manifest.read(Lake(lake), DAY).entries
     for entry in manifest.values():
         assert (Lake(lake).raw_day(DAY) / entry["name"]).stat().st_size == entry["size"]
     assert not (lake / "events").exists()

@@ -16,7 +16,7 @@ from support_events import publish
 from test_transform import TABLE_KEYS as KEYS
 
 from flows.lake import Lake
-from flows.stage import stage_source_day
+from flows.stage import stage_day
 from flows.transform import TransformError, transform
 
 START = dt.date(2019, 6, 1)
@@ -39,7 +39,7 @@ def stage_days(lake: Lake, data: Path, days: list[dt.date]) -> None:
         raw.mkdir(parents=True, exist_ok=True)
         for path in sorted(data.glob(f"{day.isoformat()}-*")):
             shutil.copyfile(path, raw / path.name)
-        stage_source_day(lake, day)
+        stage_day(lake, day)
 
 
 def curated(lake: Lake) -> dict[str, pl.DataFrame]:
@@ -109,14 +109,14 @@ def test_a_day_staged_again_with_fewer_events_removes_them_everywhere(
     dropped = sorted(raw.iterdir())[::2]
     for path in dropped:
         path.unlink()
-    stage_source_day(lake, DAYS[1])
+    stage_day(lake, DAYS[1])
     publish(lake, [DAYS[1]])
 
     fresh = Lake(tmp_path / "fresh")
     stage_days(fresh, generated, DAYS[:3])
     for path in dropped:
         (fresh.raw_day(DAYS[1]) / path.name).unlink()
-    stage_source_day(fresh, DAYS[1])
+    stage_day(fresh, DAYS[1])
     publish(fresh, DAYS[:3])
     got, want = curated(lake), curated(fresh)
     for table in KEYS:

@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
 import pytest
 
-from flows.lake import Lake, LakeError, Swap, _undo, atomic_write_bytes, recover
+from flows.lake import (
+    Lake,
+    LakeError,
+    Manifest,
+    Swap,
+    Txn,
+    TxnKind,
+    _undo,
+    atomic_write_bytes,
+    recover,
+)
 
 
 def _dir_with(path: Path, name: str, text: str) -> Path:
@@ -27,13 +38,13 @@ def lake(tmp_path: Path) -> Lake:
     return lake
 
 
-def _swap(lake: Lake, txn: str) -> tuple[Swap, Path, Path]:
+def _swap(lake: Lake, txn: str, kind: TxnKind = TxnKind.PUBLISH) -> tuple[Swap, Path, Path]:
     """Replace table a (exists) and create table b (absent) in one swap."""
     a, b = lake.curated_table("a"), lake.curated_table("b")
     _dir_with(a, "part-0.parquet", "old a")
     new_a = _dir_with(lake.tmp_dir / "new" / "a", "part-0.parquet", "new a")
     new_b = _dir_with(lake.tmp_dir / "new" / "b", "part-0.parquet", "new b")
-    return Swap(lake, txn, {a: new_a, b: new_b}), a, b
+    return Swap(lake, Txn(kind, txn), {a: new_a, b: new_b}), a, b
 
 
 def test_publish_then_commit_leaves_only_the_new_content(lake: Lake) -> None:
@@ -62,7 +73,7 @@ def test_recover_rolls_back_a_swap_killed_half_way(lake: Lake) -> None:
     state = json.loads(json_path.read_text())
     state["state"] = "prepared"  # as if the process died before marking it published
     json_path.write_text(json.dumps(state))
-    assert recover(lake, is_committed=lambda txn: True) == ["t3"]
+    assert recover(lake, TxnKind.PUBLISH, is_committed=lambda txn: True) == ["t3"]
     assert _contents(a) == {"part-0.parquet": "old a"}
     assert not b.exists()
 
@@ -77,7 +88,7 @@ def test_recover_follows_the_warehouse_for_published_swaps(
 ) -> None:
     swap, a, _ = _swap(lake, "t4")
     swap.publish()
-    recover(lake, is_committed=lambda txn: committed)
+    recover(lake, TxnKind.PUBLISH, is_committed=lambda txn: committed)
     assert _contents(a) == {"part-0.parquet": expected_a}
     assert not list(lake.journal_dir.glob("*.json"))
 
@@ -89,7 +100,7 @@ def test_recover_keeps_what_an_interrupted_rollback_put_back(lake: Lake) -> None
     swap, a, b = _swap(lake, "t6")
     swap.publish()
     _undo(lake, json.loads(swap.journal.read_text())["moves"])  # rollback's first half
-    assert recover(lake, is_committed=lambda txn: False) == ["t6"]
+    assert recover(lake, TxnKind.PUBLISH, is_committed=lambda txn: False) == ["t6"]
     assert _contents(a) == {"part-0.parquet": "old a"}
     assert not b.exists()
 
@@ -102,14 +113,14 @@ def test_recover_drops_a_journal_killed_before_its_rename(lake: Lake) -> None:
     other = lake.journal_dir / ".stage-2019-06-01-x.json.89abcdef.tmp"
     for path in (mine, other):
         path.write_text('{"state": "prep')
-    assert recover(lake, only=lambda txn: not txn.startswith("stage-")) == []
+    assert recover(lake, TxnKind.PUBLISH) == []
     assert not mine.exists() and other.exists()
 
 
 def test_recover_leaves_swaps_it_does_not_own(lake: Lake) -> None:
-    swap, a, _ = _swap(lake, "stage-other")
+    swap, a, _ = _swap(lake, "other", TxnKind.STAGE)
     swap.publish()
-    assert recover(lake, only=lambda txn: not txn.startswith("stage-")) == []
+    assert recover(lake, TxnKind.PUBLISH) == []
     assert swap.journal.exists()
     assert _contents(a) == {"part-0.parquet": "new a"}
 
@@ -135,3 +146,40 @@ def test_unwritable_root_is_a_one_line_lake_error(tmp_path: Path) -> None:
     with pytest.raises(LakeError, match="is not writable") as info:
         Lake(blocker / "lake").ensure_writable()
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "txn",
+    [
+        Txn(TxnKind.PUBLISH, "local-0123abcd"),
+        Txn(TxnKind.STAGE, "89abcdef0123", dt.date(2019, 6, 1)),
+        Txn(TxnKind.FETCH, day=dt.date(2019, 6, 1)),
+    ],
+    ids=["publish-named-by-its-run-id", "stage-of-a-day", "fetch-of-a-day"],
+)
+def test_a_journal_name_gives_back_its_transaction(lake: Lake, txn: Txn) -> None:
+    """Recovery tells whose journal it reads from its name alone (a journal killed before its
+    rename cannot be read), so the name must carry the kind and the day."""
+    assert Txn.parse(lake.journal(txn).stem) == txn
+
+
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [('{"key": {"name": "x"', "Expecting"), ('["not", "entries"]', "not a JSON object")],
+    ids=["truncated-json", "not-an-object-of-entries"],
+)
+def test_a_damaged_manifest_is_a_lake_error_never_an_empty_one(
+    lake: Lake, content: str, reason: str
+) -> None:
+    """Read as empty, it would re-fetch pruned objects and stage rows under other keys."""
+    day = dt.date(2019, 6, 1)
+    lake.manifest_path(day).parent.mkdir(parents=True)
+    lake.manifest_path(day).write_text(content)
+    with pytest.raises(LakeError, match=f"manifest .* is unreadable .*{reason}.*delete it"):
+        Manifest.read(lake, day)
+
+
+def test_a_missing_manifest_is_an_empty_one(lake: Lake) -> None:
+    manifest = Manifest.read(lake, dt.date(2019, 6, 1))
+    assert manifest.entries == {}
+    assert manifest.path == lake.manifest_path(dt.date(2019, 6, 1))

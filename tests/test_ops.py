@@ -21,7 +21,7 @@ from flows.lake import Lake, atomic_write_json
 from flows.load import fetch_answer, load_run
 from flows.ops import OpsError, find_tool, prune_raw
 from flows.settings import Settings
-from flows.stage import StageError, stage_source_day
+from flows.stage import StageError, stage_day
 from flows.warehouse import connect, migrate
 from tests.support_warehouse import D1, D2, base_curated, snapshot
 
@@ -176,7 +176,7 @@ def test_prune_removes_only_staged_raw_files_of_old_days_and_keeps_manifests(
         (source / f"{day.isoformat()}-a.json").write_text(day_lines(day, "v1", 3))
         fetch_day(settings, lake, day, progress=lambda _: None)
         if day != unstaged:
-            stage_source_day(lake, day)
+            stage_day(lake, day)
     (source / f"{old.isoformat()}-late.json").write_text(day_lines(old, "v2", 2))
     fetch_day(settings, lake, old, progress=lambda _: None)  # arrived after staging
     gone = lake.raw_day(old) / f"{old.isoformat()}-a.json"
@@ -205,7 +205,7 @@ def test_prune_removes_only_staged_raw_files_of_old_days_and_keeps_manifests(
     again = fetch_day(settings, lake, old, progress=lambda _: None)
     assert (again.fetched, again.skipped) == (0, 2)  # the manifest still records the pruned file
     with pytest.raises(StageError, match="removed by `vdp prune`; re-staging it would drop"):
-        stage_source_day(lake, old)  # loud, never a silent loss of the pruned file's events
+        stage_day(lake, old)  # loud, never a silent loss of the pruned file's events
     assert prune_raw(lake, 3).removed == []  # nothing left that is safe to remove
 
 

@@ -8,14 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-from support_source import empty_bucket, put_many
+from support_source import count_by_day, empty_bucket, list_all, put_many
 
 from flows.settings import Settings
 from flows.source import (
     LocalSource,
     S3Source,
     SourceError,
-    count_by_day,
     open_source,
     parse_source_day,
     redact_url,
@@ -81,7 +80,7 @@ def test_list_day_selects_only_that_days_direct_children(s3_client, s3_bucket, m
         assert by_key[key].etag == etags[key]
         assert by_key[key].name == key.removeprefix("data/")
         assert by_key[key].source_day == DAY
-    days, unmatched = count_by_day(source.list_all())
+    days, unmatched = count_by_day(list_all(source))
     assert days == {DAY: 3, dt.date(2019, 6, 2): 1}
     assert unmatched == 1
 
@@ -186,7 +185,7 @@ def test_local_directory_source(tmp_path: Path, as_url: bool) -> None:
     assert [o.size for o in listed] == [2 * len(LINE), len(LINE)]
     stat = (root / "2019-06-01-a-events.json").stat()
     assert listed[0].etag == f"{stat.st_size}-{stat.st_mtime_ns}"
-    assert count_by_day(source.list_all()) == ({DAY: 2}, 1)
+    assert count_by_day(list_all(source)) == ({DAY: 2}, 1)
     source.download(listed[0], tmp_path / "copy")
     assert (tmp_path / "copy").read_bytes() == LINE * 2
 

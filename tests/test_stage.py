@@ -15,7 +15,7 @@ import pytest
 
 from flows import stage
 from flows.lake import Lake
-from flows.stage import StageError, line_offsets, stage_partition, stage_source_day
+from flows.stage import StageError, line_offsets, stage_day, stage_source_day
 
 DAY = dt.date(2019, 6, 1)
 UTC = dt.UTC
@@ -121,7 +121,7 @@ def test_line_offsets(data: bytes, expected: list[int]) -> None:
 # acceptance -----------------------------------------------------------------------------------
 def test_event_columns_and_event_id_follow_the_data_model(lake: Lake) -> None:
     write_raw(lake, "2019-06-01-15-17-10-events.json", lines(update(), period()))
-    summary = stage_source_day(lake, DAY, ingested_at=dt.datetime(2030, 1, 1, tzinfo=UTC))
+    summary = stage_day(lake, DAY, ingested_at=dt.datetime(2030, 1, 1, tzinfo=UTC))
     got = events(lake)
     assert [r["event"] for r in got] == ["update", "create"]
     vehicle, created = got
@@ -157,7 +157,7 @@ def test_break_events_have_their_vehicle_and_bounds_and_older_ids_are_unchanged(
     lake: Lake,
 ) -> None:
     write_raw(lake, "2019-06-01-15-17-10-events.json", lines(brk(), period()))
-    stage_source_day(lake, DAY)
+    stage_day(lake, DAY)
     got = {r["on"]: r for r in events(lake)}
     created = got["break"]
     assert (created["entity_id"], created["break_vehicle_id"]) == ("br_1", VID)
@@ -181,7 +181,7 @@ def test_exact_duplicates_within_a_day_are_counted_and_removed(lake: Lake) -> No
     other = update(at="2019-06-01T18:20:00Z")
     write_raw(lake, "b.json", lines(update(), other, update()))
     write_raw(lake, "a.json", lines(other))
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     got = events(lake)
     assert (summary.lines, summary.events, summary.duplicates) == (4, 2, 2)
     # the first delivery wins: lowest source key, then line number
@@ -195,7 +195,7 @@ def test_same_instant_in_another_notation_is_a_duplicate(lake: Lake) -> None:
         "a.json",
         lines(update(at="2019-06-01T18:17:10.101Z"), update(at="2019-06-01T20:17:10.101+02:00")),
     )
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert (summary.events, summary.duplicates) == (1, 1)
 
 
@@ -271,7 +271,7 @@ def test_rejected_line_goes_to_quarantine_with_reason_line_number_and_text(
 
     assert accept_line(bad) == (None, reason)  # the reference agrees
     write_raw(lake, "x.json", lines(update(), bad, update(at="2019-06-01T18:20:00Z")))
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert [(q["line_number"], q["raw_line"], q["reason"]) for q in quarantine(lake)] == [
         (2, bad, reason)
     ]
@@ -307,7 +307,7 @@ def test_rejected_line_goes_to_quarantine_with_reason_line_number_and_text(
 )
 def test_accepted_variants(lake: Lake, good: str) -> None:
     write_raw(lake, "x.json", lines(good))
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert (summary.events, summary.quarantined) == (1, 0), quarantine(lake)
 
 
@@ -319,7 +319,7 @@ def test_unknown_fields_are_ignored(lake: Lake) -> None:
     noisy["data"]["location"]["accuracy"] = 5
     write_raw(lake, "a.json", lines(json.dumps(noisy)))
     write_raw(lake, "b.json", lines(plain))
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     # the noisy line and the plain one are the same event: one kept, one duplicate
     assert (summary.events, summary.duplicates, summary.quarantined) == (1, 1, 0)
     assert events(lake)[0]["source_key"] == "a.json"
@@ -338,7 +338,7 @@ def test_glitch_points_are_flagged_not_dropped(lake: Lake) -> None:
             update(lat=-90, lng=180, at="2019-06-01T18:00:06Z"),  # the bounds are inclusive
         ),
     )
-    stage_source_day(lake, DAY)
+    stage_day(lake, DAY)
     got = events(lake)
     assert [r["is_valid_point"] for r in got] == [False, False, False, False, True, True]
     assert [r["lat"] for r in got] == [152.1, 52.1, 0, None, 0, -90]
@@ -347,7 +347,7 @@ def test_glitch_points_are_flagged_not_dropped(lake: Lake) -> None:
 def test_out_of_order_lines_are_kept_with_their_line_numbers(lake: Lake) -> None:
     times = ["2019-06-01T18:00:03Z", "2019-06-01T18:00:01Z", "2019-06-01T18:00:02Z"]
     write_raw(lake, "o.json", lines(*(update(at=t) for t in times)))
-    stage_source_day(lake, DAY)
+    stage_day(lake, DAY)
     got = rows(lake.events_glob, order='"at"')
     assert [r["line_number"] for r in got] == [2, 3, 1]
 
@@ -362,7 +362,7 @@ def test_events_are_partitioned_by_event_date(lake: Lake) -> None:
             update(at="2019-06-02T01:30:00+02:00"),  # 23:30Z on the 1st
         ),
     )
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert summary.event_dates == {DAY: 2, dt.date(2019, 6, 2): 1}
     late = rows(str(lake.events_partition(dt.date(2019, 6, 2), DAY) / "part-0.parquet"))
     assert [(r["line_number"], r["event_date"], r["source_day"]) for r in late] == [
@@ -375,14 +375,14 @@ def test_events_are_partitioned_by_event_date(lake: Lake) -> None:
 def test_bom_and_crlf_are_tolerated(lake: Lake) -> None:
     content = b"\xef\xbb\xbf" + lines(update(), "oops", period()).replace("\n", "\r\n").encode()
     write_raw(lake, "crlf.json", content)
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert (summary.lines, summary.events, summary.quarantined) == (3, 2, 1)
     assert [(q["line_number"], q["raw_line"]) for q in quarantine(lake)] == [(2, "oops")]
 
 
 def test_empty_file_gives_zero_lines_and_an_empty_quarantine(lake: Lake) -> None:
     write_raw(lake, "empty.json", b"")
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert (summary.files, summary.lines, summary.events) == (1, 0, 0)
     assert lake.events_partitions_of(DAY) == [] and quarantine(lake) == []
 
@@ -397,7 +397,7 @@ def test_binary_garbage_is_quarantined_with_replacement_characters(lake: Lake) -
         + b"\n\x00\x00\n"
         + lines(update(at="2019-06-01T18:20:00Z")).encode(),
     )
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert (summary.lines, summary.events, summary.quarantined) == (4, 2, 2)
     assert [(q["line_number"], q["raw_line"], q["reason"]) for q in quarantine(lake)] == [
         (2, garbage.decode("utf-8", errors="replace"), "invalid_json"),
@@ -408,7 +408,7 @@ def test_binary_garbage_is_quarantined_with_replacement_characters(lake: Lake) -
 def test_a_20_mb_line_does_not_crash(lake: Lake) -> None:
     huge = update(blob="x" * 20_000_000)
     write_raw(lake, "huge.json", lines(update(at="2019-06-01T18:20:00Z"), huge, huge[:-1]))
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert (summary.events, summary.quarantined) == (2, 1)
     assert [(q["line_number"], len(q["raw_line"])) for q in quarantine(lake)] == [
         (3, len(huge) - 1)
@@ -421,7 +421,7 @@ def test_source_key_comes_from_the_manifest(lake: Lake) -> None:
     manifest = {"data/2019-06-01-15-17-10-events.json": {"name": "2019-06-01-15-17-10-events.json"}}
     lake.manifest_path(DAY).parent.mkdir(parents=True, exist_ok=True)
     lake.manifest_path(DAY).write_text(json.dumps(manifest))
-    stage_source_day(lake, DAY)
+    stage_day(lake, DAY)
     assert [r["source_key"] for r in events(lake)] == [
         "data/2019-06-01-15-17-10-events.json",
         "unlisted.json",
@@ -430,7 +430,7 @@ def test_source_key_comes_from_the_manifest(lake: Lake) -> None:
 
 def test_missing_raw_day_is_a_clear_error(lake: Lake) -> None:
     with pytest.raises(StageError, match="no raw data for source day 2019-06-01"):
-        stage_source_day(lake, DAY)
+        stage_day(lake, DAY)
 
 
 # replacement ------------------------------------------------------------------------------
@@ -440,15 +440,15 @@ def _strip_ingested(got: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def test_restaging_is_idempotent_and_replaces_partitions(lake: Lake) -> None:
     write_raw(lake, "a.json", lines(update(), "bad", update(at="2019-06-02T00:10:00Z")))
-    stage_source_day(lake, DAY)
+    stage_day(lake, DAY)
     first, first_q = events(lake), quarantine(lake)
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert _strip_ingested(events(lake)) == _strip_ingested(first)
     assert _strip_ingested(quarantine(lake)) == _strip_ingested(first_q)
     assert summary.events == 2 and len(first) == 2
     # the file is re-delivered without the late event and the bad line
     write_raw(lake, "a.json", lines(update()))
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert summary.event_dates == {DAY: 1}
     assert [p.parent.name for p in lake.events_partitions_of(DAY)] == ["date=2019-06-01"]
     assert len(events(lake)) == 1 and quarantine(lake) == []
@@ -459,9 +459,9 @@ def test_restaging_a_day_leaves_other_days_alone(lake: Lake) -> None:
     other = dt.date(2019, 6, 2)
     write_raw(lake, "a.json", lines(update()))
     write_raw(lake, "b.json", lines(update(at="2019-06-01T23:00:00Z")), day=other)
-    stage_source_day(lake, DAY)
-    stage_source_day(lake, other)
-    stage_source_day(lake, DAY)
+    stage_day(lake, DAY)
+    stage_day(lake, other)
+    stage_day(lake, DAY)
     assert [(r["source_day"], r["event_date"]) for r in rows(lake.events_glob, "source_day")] == [
         (DAY, DAY),
         (other, DAY),
@@ -472,7 +472,7 @@ def test_a_crash_before_publish_leaves_the_old_partitions(
     lake: Lake, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     write_raw(lake, "a.json", lines(update(), update(at="2019-06-02T00:10:00Z")))
-    stage_source_day(lake, DAY)
+    stage_day(lake, DAY)
     before = events(lake)
     write_raw(lake, "a.json", lines(update(at="2019-06-01T10:00:00Z")))
 
@@ -481,7 +481,7 @@ def test_a_crash_before_publish_leaves_the_old_partitions(
 
     monkeypatch.setattr(stage, "_write_quarantine", crash)
     with pytest.raises(OSError, match="disk full"):
-        stage_source_day(lake, DAY)
+        stage_day(lake, DAY)
     assert events(lake) == before
     assert not any(lake.tmp_dir.iterdir())
 
@@ -490,7 +490,7 @@ def test_a_crash_before_publish_leaves_the_old_partitions(
 def test_real_sample_stages_cleanly(lake: Lake, sample_dir: Path) -> None:
     raw = lake.raw_day(DAY)
     shutil.copytree(sample_dir / "data", raw)
-    summary = stage_source_day(lake, DAY)
+    summary = stage_day(lake, DAY)
     assert (summary.files, summary.events, summary.quarantined) == (721, 35_351, 0)
     assert summary.event_dates == {DAY: 35_351}
     assert summary.lines == summary.events + summary.duplicates
@@ -514,7 +514,7 @@ def test_counts_match_the_reference_on_generated_data(tmp_path: Path, lake: Lake
         write_raw(lake, path.name, path.read_bytes(), day=day)
     assert expected, "the generator wrote no source days"
     for day_text, want in expected.items():
-        got = stage_source_day(lake, dt.date.fromisoformat(day_text)).as_dict()
+        got = stage_day(lake, dt.date.fromisoformat(day_text)).as_dict()
         keys = ("lines", "events", "duplicates", "quarantined", "quarantine_reasons", "event_dates")
         assert {k: got[k] for k in keys} == {k: want[k] for k in keys}, day_text
     assert sum(want["duplicates"] for want in expected.values()) > 0
@@ -523,14 +523,14 @@ def test_counts_match_the_reference_on_generated_data(tmp_path: Path, lake: Lake
 
 def test_prefect_task_returns_the_summary(lake: Lake) -> None:
     """The task body (the pipeline tests run it inside flows); data errors are not retried."""
-    assert (stage_partition.name, stage_partition.retries) == ("stage-source-day", 0)
-    assert stage_partition.timeout_seconds == stage.STAGE_TIMEOUT_SECONDS
+    assert (stage_source_day.name, stage_source_day.retries) == ("stage-source-day", 0)
+    assert stage_source_day.timeout_seconds == stage.STAGE_TIMEOUT_SECONDS
     write_raw(lake, "a.json", lines(update(), "junk"))
-    got = stage_partition.fn(str(lake.root), "2019-06-01")
+    got = stage_source_day.fn(str(lake.root), "2019-06-01")
     assert (got["source_day"], got["events"], got["quarantine_reasons"]) == (
         "2019-06-01",
         1,
         {"invalid_json": 1},
     )
     with pytest.raises(StageError, match="not a date"):
-        stage_partition.fn(str(lake.root), "June 1st")
+        stage_source_day.fn(str(lake.root), "June 1st")

@@ -13,10 +13,10 @@ import polars as pl
 import psycopg
 import pytest
 
-from flows.lake import Lake
-from flows.stage import stage_source_day
+from flows.lake import Lake, RunOutput
+from flows.stage import stage_day
 from flows.tables import CURATED, EVENTS, EXCHANGE, LOADED, QUARANTINE, Table
-from flows.transform import CHANGES_DIR, empty_select, transform
+from flows.transform import empty_select, transform
 from flows.warehouse import connect, migrate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -171,7 +171,7 @@ def _declared_types(table: Table) -> list[tuple[str, str]]:
 def test_the_stage_and_the_models_write_the_declared_columns_and_types(tmp_path: Path) -> None:
     lake = Lake(tmp_path / "lake")
     _raw_day(lake)
-    stage_source_day(lake, DAY)
+    stage_day(lake, DAY)
     out = tmp_path / "out"
     result = transform(lake, [DAY], out)
     assert all(result.rows[name] > 0 for name in CURATED), result.rows
@@ -180,10 +180,10 @@ def test_the_stage_and_the_models_write_the_declared_columns_and_types(tmp_path:
         QUARANTINE: sorted(lake.quarantine_dir.rglob("*.parquet")),
     }
     for name, table in CURATED.items():
-        written[table] = sorted((out / name).rglob("*.parquet"))
+        written[table] = sorted(RunOutput(out).table(name).rglob("*.parquet"))
         if table.load != EXCHANGE:  # the rows the load stages
-            changes = sorted((out / CHANGES_DIR / name).rglob("*.parquet"))
-            assert _parquet_types(changes) == _declared_types(table), f"{CHANGES_DIR}/{name}"
+            changes = sorted(RunOutput(out).changes(name).rglob("*.parquet"))
+            assert _parquet_types(changes) == _declared_types(table), f"changes of {name}"
     for table, files in written.items():
         assert files, table.name
         assert _parquet_types(files) == _declared_types(table), table.name

@@ -16,7 +16,7 @@ from support_events import period_event, publish, vehicle_update, write_events
 
 from flows.catalog import query, refresh_catalog
 from flows.lake import Lake
-from flows.transform import CURATED_SCHEMAS, TransformResult, transform, transform_partition
+from flows.transform import CURATED_SCHEMAS, TransformResult, build_curated_tables, transform
 
 R_KM = 6371.0088
 D1, D2, D3 = dt.date(2019, 6, 1), dt.date(2019, 6, 2), dt.date(2019, 6, 3)
@@ -337,7 +337,7 @@ def test_a_period_staged_by_a_day_never_transformed_is_still_computed(lake: Lake
 def test_prefect_task_returns_a_serializable_result(lake: Lake, tmp_path) -> None:
     write_events(lake, D1, [create("p1", "2019-06-01T10:00:00Z", "2019-06-01T11:00:00Z")])
     out = tmp_path / "out"
-    payload = transform_partition.fn(str(lake.root), ["2019-06-01"], str(out))
+    payload = build_curated_tables.fn(str(lake.root), ["2019-06-01"], str(out))
     assert payload["recomputed_period_ids"] == ["p1"]
     assert payload["rows"]["fact_operating_period"] == 1
     assert TransformResult.from_dict(payload).out_dir == out
@@ -472,7 +472,7 @@ def stage_generated(tmp_path: Path, lake: Lake) -> tuple[dict, list[dt.date]]:
         (lake.raw_day(day) / path.name).write_bytes(path.read_bytes())
         days.add(day)
     for day in sorted(days):
-        stage.stage_source_day(lake, day)
+        stage.stage_day(lake, day)
     return json.loads(Path(result.expected).read_text()), sorted(days)
 
 

@@ -80,7 +80,7 @@ def publish_now(lake: Lake, url: str, days: list[dt.date]) -> dict:
     """publish_days inside a flow run, as the daily flow calls it (its tasks log to the run)."""
     from prefect import flow
 
-    from flows.pipeline import publish_days
+    from flows.publish import publish_days
     from flows.settings import get_settings
 
     env = {"VDP_LAKE_ROOT": str(lake.root), "VDP_WAREHOUSE_URL": url}

@@ -293,6 +293,75 @@ def test_unusual_breaks_are_warnings(
     ]
 
 
+def _overlaps_by_definition(breaks: pl.DataFrame, periods: pl.DataFrame) -> dict[str, bool]:
+    """A break overlaps when some live period of its organization starts by its finish and
+    finishes at or after its start: every break against every period, in plain Python."""
+    live = [p for p in periods.iter_rows(named=True) if not p["is_deleted"]]
+    return {
+        b["break_id"]: any(
+            p["organization_id"] == b["organization_id"]
+            and None not in (p["start_at"], p["finish_at"], b["start_at"], b["finish_at"])
+            and p["start_at"] <= b["finish_at"]
+            and p["finish_at"] >= b["start_at"]
+            for p in live
+        )
+        for b in breaks.iter_rows(named=True)
+    }
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_overlaps_period_agrees_with_its_definition(seed: int) -> None:
+    """The as-of join gives each break the answer of the definition, on random periods and
+    breaks of three organizations on a coarse clock (so bounds often touch), with deleted
+    periods, nested and disjoint periods, and missing bounds."""
+    import random
+
+    from flows.validate_frames import with_break_checks
+
+    rng = random.Random(seed)
+    t0 = dt.datetime(2019, 6, 1, tzinfo=dt.UTC)
+
+    def bounds(n: int) -> tuple[list, list]:
+        starts = [rng.randrange(0, 40) for _ in range(n)]
+        ends = [s + rng.randrange(0, 12) for s in starts]
+        cut = lambda v: None if rng.random() < 0.05 else t0 + dt.timedelta(minutes=5 * v)  # noqa: E731
+        return [cut(v) for v in starts], [cut(v) for v in ends]
+
+    p_start, p_finish = bounds(60)
+    periods = pl.DataFrame(
+        {
+            "operating_period_id": [f"op_{i}" for i in range(60)],
+            "organization_id": [rng.choice("abc") for _ in range(60)],
+            "start_at": p_start,
+            "finish_at": p_finish,
+            "is_deleted": [rng.random() < 0.2 for _ in range(60)],
+        },
+        schema_overrides={
+            "start_at": pl.Datetime("us", "UTC"),
+            "finish_at": pl.Datetime("us", "UTC"),
+        },
+    )
+    b_start, b_finish = bounds(200)
+    breaks = pl.DataFrame(
+        {
+            "break_id": [f"br_{i}" for i in range(200)],
+            "organization_id": [rng.choice("abcd") for _ in range(200)],
+            "start_at": b_start,
+            "finish_at": b_finish,
+        },
+        schema_overrides={
+            "start_at": pl.Datetime("us", "UTC"),
+            "finish_at": pl.Datetime("us", "UTC"),
+        },
+    )
+    got = with_break_checks(breaks, periods)
+    assert got["break_id"].to_list() == breaks["break_id"].to_list()  # order and rows kept
+    answer = dict(zip(got["break_id"], got["overlaps_period"], strict=True))
+    want = _overlaps_by_definition(breaks, periods)
+    assert answer == want
+    assert 0 < sum(want.values()) < len(want)  # both outcomes occur
+
+
 def test_suspect_speed_is_a_warning_not_a_failure(tmp_path: Path, shared_lake: Lake) -> None:
     """30 km in five minutes (360 km/h) is suspect but under the 1000 km/h ceiling."""
     frames = clean_frames()
