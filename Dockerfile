@@ -1,7 +1,8 @@
-# The pipeline's image: the package installed from this checkout, run as an unprivileged user.
+# The pipeline's image: the package built from this checkout and installed as a wheel (not an
+# editable install: the image runs what users install), run as an unprivileged user.
 # docker-compose.yml uses it for the Prefect server, the one-shot deploy and the worker, so all
-# three run the same Prefect version. Only the paths the pipeline needs are copied (no venv,
-# no lake data).
+# three run the same Prefect version. Only the paths the package is built from are copied (no
+# venv, no lake data), and removed once installed.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -12,16 +13,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     DO_NOT_TRACK=1 \
     VDP_LAKE_ROOT=/data/lake
 
-WORKDIR /app
-COPY pyproject.toml README.md prefect.yaml ./
+WORKDIR /src
+COPY pyproject.toml README.md ./
 COPY flows ./flows
 COPY warehouse_sql ./warehouse_sql
 COPY expectations ./expectations
-RUN pip install -e '.[dask]'
+RUN pip install '.[dask]' && rm -rf /src/*
 
-# Deployments record /app as their working directory (prefect.yaml has no pull step), so the
-# worker must run the code from the same path: it does, in this image.
-RUN useradd --create-home --uid 10001 vdp \
+# Deployments record /app as their working directory and flows/pipeline.py as their entrypoint
+# (prefect.yaml has no pull step): /app/flows is a link to the installed package, so the worker
+# runs the installed code, with the SQL and suites inside it.
+WORKDIR /app
+COPY prefect.yaml ./
+RUN ln -s "$(python -c 'import flows, pathlib; print(pathlib.Path(flows.__file__).parent)')" flows \
+    && python -c 'import flows.warehouse_sql, flows.expectations, flows.pipeline' \
+    && useradd --create-home --uid 10001 vdp \
     && mkdir -p /data/lake /home/vdp/.prefect \
     && chown -R vdp /data/lake /home/vdp/.prefect
 USER vdp

@@ -1,6 +1,6 @@
 """Benchmark: does a daily run's cost grow with the history the lake holds?
 
-N consecutive generated source days (flows.generate, not timed) are loaded ONE AT A TIME, in
+N consecutive generated source days (flows.tools.generate, not timed) are loaded ONE AT A TIME, in
 order, into one fresh lake and one fresh PostgreSQL database that the bench creates on
 --admin-url and drops at the end. Each day runs daily_pipeline(date=day) in its own fresh
 spawned process (so each day's peak RSS is its own) against a temporary Prefect API started

@@ -1,6 +1,6 @@
 """Benchmark: what a daily run's lookback costs, with nothing new and with a late object.
 
-N generated source days (flows.generate, not timed) are served from a moto S3 endpoint (the
+N generated source days (flows.tools.generate, not timed) are served from a moto S3 endpoint (the
 production code path: listings and downloads over HTTP), with the last object of day N-1
 held back. Days 1..N-1 are loaded one at a time; then day N runs alternately with
 VDP_LOOKBACK_DAYS=0 and =3 (nothing new in the lookback: one listing per day), --repeat

@@ -1,7 +1,7 @@
 """Benchmark: ~1,000,000 generated events through the whole daily_pipeline flow, next to a
 naive script and the floor of the same work.
 
-One generated source day (flows.generate, not timed) is fetched from a local directory (or a
+One generated source day (flows.tools.generate, not timed) is fetched from a local directory (or a
 moto S3 endpoint with --source s3), staged, transformed, validated and loaded into a fresh
 PostgreSQL database that the bench creates and drops. The flow runs in a fresh process (so
 its peak RSS is its own) against a temporary Prefect API started before the clock starts.
@@ -61,13 +61,13 @@ FLAT_EVENTS = (
 
 
 def _generate(out: Path, options: dict) -> None:
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     generate(out, **options)
 
 
 def generate_once(out: Path, **options: object) -> Path:
-    """``flows.generate.generate(out, **options)`` in a child process, unless ``out`` already
+    """``flows.tools.generate.generate(out, **options)`` in a child process, unless ``out`` already
     holds a finished generation (so repeated runs skip the minutes it takes); returns out."""
     if not (out / "expected.json").exists():
         shutil.rmtree(out, ignore_errors=True)

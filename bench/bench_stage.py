@@ -1,6 +1,6 @@
 """Benchmark: stage ~1,000,000 generated door2door events (raw JSON -> typed Parquet).
 
-Generates one source day with flows.generate (not timed), copies it into a fresh lake's raw
+Generates one source day with flows.tools.generate (not timed), copies it into a fresh lake's raw
 zone, stages it and prints events, seconds, events/s and peak RSS. Target: >= 300,000
 events/s on a 2-core machine.
 
@@ -22,9 +22,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.generate import generate  # noqa: E402
 from flows.lake import Lake  # noqa: E402
 from flows.stage import StageSummary, stage_day  # noqa: E402
+from flows.tools.generate import generate  # noqa: E402
 
 DAY = dt.date(2019, 6, 1)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
+from flows.errors import VdpError
 from flows.settings import Settings
 
 DAILY = "daily-pipeline/daily"
@@ -19,7 +20,7 @@ STALE_AUTOMATION = "vdp-daily-stale"
 STALE_AFTER = dt.timedelta(hours=26)
 
 
-class AlertsError(RuntimeError):
+class AlertsError(VdpError):
     """The automations cannot be set up (no webhook configured, deployment or block missing)."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import duckdb
 
 from flows.checkpoints import checkpoint
+from flows.errors import VdpError
 from flows.lake import CATALOG_SCRATCH, Lake
 from flows.locks import catalog_lock
 from flows.tables import PARTITION_KEYS, QUARANTINE
@@ -28,7 +29,7 @@ from flows.transform import (
 MAX_CELL = 60
 
 
-class CatalogError(RuntimeError):
+class CatalogError(VdpError):
     """The catalog could not be built or a query over it failed."""
 
 

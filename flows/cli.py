@@ -6,8 +6,11 @@ import argparse
 import datetime as dt
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from flows.errors import VdpError
 
 
 def _date(text: str) -> dt.date:
@@ -43,6 +46,11 @@ def _apply_settings(args: argparse.Namespace) -> None:
     )
 
 
+def _check_range(args: argparse.Namespace) -> None:
+    if args.end < args.start:
+        raise UsageError(f"--end {args.end} is before --start {args.start}")
+
+
 def cmd_run(args: argparse.Namespace) -> None:
     from flows.pipeline import backfill, daily_pipeline
     from flows.report import print_run_summary
@@ -60,6 +68,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         return
     if not (args.start and args.end):
         raise UsageError("give --date D, or --start D1 --end D2")
+    _check_range(args)
     flow = backfill
     if args.dask or args.dask_address:
         from flows.scale import with_dask
@@ -74,6 +83,7 @@ def cmd_reprocess(args: argparse.Namespace) -> None:
     from flows.pipeline import reprocess
     from flows.report import print_run_summary
 
+    _check_range(args)
     result = reprocess(start=args.start, end=args.end)
     for day in result["results"]:
         print_run_summary(day)
@@ -90,8 +100,8 @@ def _days(text: str) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> None:
-    from flows.generate import generate
     from flows.settings import get_settings
+    from flows.tools.generate import generate
 
     settings = get_settings()
     result = generate(
@@ -138,7 +148,7 @@ def cmd_docs(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from flows.demo import run_demo
 
-    run_demo(days=args.days, ui_port=args.ui_port if args.ui else None)
+    run_demo(days=args.days, ui_port=args.ui_port if args.ui else None, sample_dir=args.sample)
 
 
 def cmd_warehouse(args: argparse.Namespace) -> None:
@@ -236,24 +246,36 @@ def cmd_prune(args: argparse.Namespace) -> None:
     )
 
 
-class UsageError(ValueError):
+class UsageError(VdpError):
     """A command line that cannot be run as given."""
+
+
+DEBUG_HELP = "on an error, print its traceback before the one-line reason (or VDP_DEBUG=1)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="vdp", description="Vehicle data pipeline")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     def add(name: str, handler: Callable, help_text: str) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_text, description=help_text)
         _settings_flags(p)
+        # also after the command; SUPPRESS keeps a `vdp --debug CMD` given before it
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         p.set_defaults(handler=handler)
         return p
 
     p = add(
         "demo", cmd_demo, "run the whole pipeline on sample data with embedded S3 and PostgreSQL"
     )
-    p.add_argument("--days", type=int, default=3, help="generated days besides the real sample")
+    p.add_argument("--days", type=int, default=3, help="generated days")
+    p.add_argument(
+        "--sample",
+        type=Path,
+        metavar="DIR",
+        help="also the real door2door sample of 2019-06-01 (DIR holds data/*.json)",
+    )
     p.add_argument(
         "--ui",
         action="store_true",
@@ -338,24 +360,49 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _logs_to_stdout() -> None:
+def _console_defaults() -> None:
     """Keep stderr for the one-line error: Prefect's console logs (run progress, and the
-    tracebacks it logs for failed tasks) go to stdout. Read when Prefect sets up logging."""
+    tracebacks it logs for failed tasks) go to stdout. Read when Prefect sets up logging.
+    Each only a default: the user's environment wins."""
     os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_STREAM", "ext://sys.stdout")
+    # The temporary Prefect API a run starts, and GX, send no usage data unless asked to: offline
+    # their failed attempts would log errors the user can do nothing about.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    # The first start of a temporary Prefect API after an install compiles its modules: Prefect's
+    # 20 s wait for it is too short on a busy laptop.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+
+
+def _debug_requested(args: argparse.Namespace) -> bool:
+    """``--debug``, or ``VDP_DEBUG=1``: read here rather than through the settings, because it
+    must work when the settings themselves are what fails."""
+    return args.debug or os.environ.get("VDP_DEBUG", "").lower() in {"1", "true", "yes"}
+
+
+def _error_line(exc: Exception, debug: bool) -> str:
+    """The product's errors as their own one-line message; anything else is a bug, named as one."""
+    message = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, VdpError):
+        return f"vdp: error: {message}"
+    hint = "" if debug else " (run with --debug for the traceback)"
+    return f"vdp: error: unexpected error: {type(exc).__name__}: {message}{hint}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    _logs_to_stdout()
+    _console_defaults()
     args = build_parser().parse_args(argv)
+    debug = _debug_requested(args)
     try:
         _apply_settings(args)
         args.handler(args)
     except KeyboardInterrupt:
         print("vdp: interrupted", file=sys.stderr)
         return 130
-    except Exception as exc:  # every failure ends as one line on stderr, never a traceback
-        message = " ".join(str(exc).split()) or type(exc).__name__
-        print(f"vdp: error: {message}", file=sys.stderr)
+    except Exception as exc:  # one line on stderr; the traceback only with --debug
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+        print(_error_line(exc, debug), file=sys.stderr)
         return 1
     return 0
 

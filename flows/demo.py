@@ -1,8 +1,9 @@
 """`vdp demo`: the whole pipeline on a laptop with nothing configured.
 
-Starts an embedded S3 endpoint (moto's threaded server), writes generated days plus the real
-door2door sample into a bucket, runs the daily pipeline for each day against an embedded
-PostgreSQL, prints the answer and where everything lives.
+Starts an embedded S3 endpoint (moto's threaded server, from the ``demo`` extra), writes
+generated days (plus, with ``--sample DIR``, the real door2door sample) into a bucket, runs the
+daily pipeline for each day against an embedded PostgreSQL, prints the answer and where
+everything lives. Needs no file outside the installed package.
 """
 
 from __future__ import annotations
@@ -12,11 +13,26 @@ import logging
 import time
 from pathlib import Path
 
-import flows
+from flows.errors import VdpError
 
 DEMO_BUCKET = "vdp-demo"
 SAMPLE_DAY = dt.date(2019, 6, 1)
-SAMPLE_DIR = Path(flows.__file__).resolve().parents[2] / "shared" / "data" / "door2door-2019-06-01"
+MISSING_MOTO = (
+    "vdp demo needs the 'demo' extra (moto, its embedded S3 endpoint): "
+    "pip install 'vehicle-data-pipeline[demo]', or pip install -e '.[demo]' in a checkout"
+)
+
+
+class DemoError(VdpError):
+    """The demo cannot start: a missing extra, or a sample folder that is not one."""
+
+
+def require_moto() -> None:
+    """Fail before anything starts when the ``demo`` extra is not installed."""
+    try:
+        import moto.server  # noqa: F401
+    except ImportError:
+        raise DemoError(MISSING_MOTO) from None
 
 
 def start_s3() -> tuple[object, str]:
@@ -40,18 +56,22 @@ def upload_sample(client, bucket: str, sample_dir: Path) -> int:
     return len(files)
 
 
-def run_demo(days: int = 3, ui_port: int | None = None) -> None:
+def run_demo(days: int = 3, ui_port: int | None = None, sample_dir: Path | None = None) -> None:
     """The demo; with ``ui_port``, against a Prefect server with its UI on that port, kept up
-    (with the links to this demo's runs printed) until Ctrl-C."""
+    (with the links to this demo's runs printed) until Ctrl-C; with ``sample_dir``, the real
+    sample's day too."""
+    require_moto()
+    if sample_dir is not None and not (sample_dir / "data").is_dir():
+        raise DemoError(f"no door2door sample at {sample_dir} (expected {sample_dir / 'data'}/)")
     if ui_port is None:
-        _run_demo(days, ui=False)
+        _run_demo(days, sample_dir, ui=False)
         return
     from prefect.settings import PREFECT_HOME
 
     from flows.ui import prefect_ui, run_links, wait_for_interrupt
 
     with prefect_ui(ui_port, Path(PREFECT_HOME.value()) / "vdp-demo-server.log") as server:
-        run_days = _run_demo(days, ui=True)
+        run_days = _run_demo(days, sample_dir, ui=True)
         print(f"\nPrefect UI:  {server.url}/runs")
         for day, run_page, artifact_page, artifact_api in run_links(server, run_days):
             print(f"  {day}  run:     {run_page}")
@@ -65,15 +85,15 @@ def run_demo(days: int = 3, ui_port: int | None = None) -> None:
         print("demo: stopping the Prefect server", flush=True)
 
 
-def _run_demo(days: int, *, ui: bool) -> list[dt.date]:
+def _run_demo(days: int, sample_dir: Path | None, *, ui: bool) -> list[dt.date]:
     import os
 
     import boto3
 
-    from flows.generate import generate
     from flows.pipeline import daily_pipeline
     from flows.report import print_answer, print_run_summary
     from flows.settings import export_overrides, get_settings
+    from flows.tools.generate import generate
     from flows.warehouse import embedded_psql_hint
 
     started = time.perf_counter()
@@ -96,8 +116,8 @@ def _run_demo(days: int, *, ui: bool) -> list[dt.date]:
         )
         print(f"demo: generated {result.lines:,} lines in {result.files} files for {days} day(s)")
         run_days: list[dt.date] = []
-        if (SAMPLE_DIR / "data").is_dir():
-            count = upload_sample(client, DEMO_BUCKET, SAMPLE_DIR)
+        if sample_dir is not None:
+            count = upload_sample(client, DEMO_BUCKET, sample_dir)
             print(f"demo: uploaded the real door2door sample ({count} files) for {SAMPLE_DAY}")
             run_days.append(SAMPLE_DAY)
         run_days = sorted(run_days + [first + dt.timedelta(days=i) for i in range(days)])

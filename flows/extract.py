@@ -18,6 +18,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from flows.checkpoints import checkpoint
+from flows.errors import VdpError
 from flows.lake import PART_SUFFIX, Lake, LakeError, Manifest, atomic_write_json, sweep_temp_files
 from flows.logs import run_logger
 from flows.settings import Settings
@@ -29,7 +30,7 @@ MAX_ATTEMPTS = 4
 RETRY_BASE_SECONDS = 0.5
 
 
-class FetchError(RuntimeError):
+class FetchError(VdpError):
     """Some objects could not be fetched; what did succeed is already in the manifest."""
 
     def __init__(self, message: str, *, transient: bool = False) -> None:

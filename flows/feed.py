@@ -7,11 +7,12 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sized
 
+from flows.errors import VdpError
 from flows.settings import Settings
 from flows.source import open_source
 
 
-class EmptySourceDay(RuntimeError):
+class EmptySourceDay(VdpError):
     """The run's own source day listed fewer objects than VDP_MIN_OBJECTS_PER_DAY."""
 
 

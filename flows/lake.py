@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from flows.checkpoints import checkpoint
+from flows.errors import VdpError
 
 PART_SUFFIX = ".part"  # a download in progress: ``raw/source_day=D/.<name>.<hex>.part``
 PUBLISH_SCRATCH = "run"  # _tmp/run-<run id>-*: a publish's transform output and load copy
@@ -30,7 +31,7 @@ RESTORE_SCRATCH = "restore"  # _tmp/restore-*: a restore's extracted backup and 
 _DAY = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
-class LakeError(RuntimeError):
+class LakeError(VdpError):
     """The lake root cannot be used (missing permissions, read-only, full disk, a corrupt
     manifest)."""
 

@@ -8,10 +8,11 @@ import time
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
 
+from flows.errors import VdpError
 from flows.lake import Lake
 
 
-class LockTimeout(RuntimeError):
+class LockTimeout(VdpError):
     """Another run holds the lock for longer than we are willing to wait."""
 
 

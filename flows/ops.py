@@ -21,6 +21,7 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo, sql
 
+from flows.errors import VdpError
 from flows.lake import RESTORE_SCRATCH, Lake, Manifest, atomic_write_json
 from flows.locks import day_lock, publish_lock
 from flows.warehouse import MIGRATIONS_DIR, connect, describe_error, redact
@@ -32,7 +33,7 @@ TOOL_TIMEOUT_S = 3600
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)")
 
 
-class OpsError(RuntimeError):
+class OpsError(VdpError):
     """A backup, restore or prune cannot be done; the message says what to do instead."""
 
 

@@ -16,6 +16,8 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from flows.errors import VdpError
+
 HEADER = b"PGCOPY\n\xff\r\n\x00" + b"\x00\x00\x00\x00" + b"\x00\x00\x00\x00"
 TRAILER = b"\xff\xff"
 NULL_FIELD = b"\xff\xff\xff\xff"  # length -1
@@ -30,7 +32,7 @@ _FIXED: dict[type[pl.DataType], tuple[str, int]] = {
 }
 
 
-class UnsupportedColumnType(TypeError):
+class UnsupportedColumnType(VdpError):
     """A frame column has a type the binary COPY encoder does not map to PostgreSQL."""
 
 

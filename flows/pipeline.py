@@ -19,7 +19,7 @@ from flows.locks import day_lock
 from flows.lookback import catch_late_objects, earlier_days
 from flows.publish import publish_days
 from flows.report import publish_run_artifacts
-from flows.scale import day_slots
+from flows.scale import day_slots, timeout_where_enforced
 from flows.settings import Settings, get_settings
 from flows.stage import raw_files, stage_source_day
 from flows.validate import ValidationFailed, prewarm
@@ -64,12 +64,14 @@ def _preflight(settings: Settings, lake: Lake, day: Day, *, own_day: bool = Fals
 def _ingest(settings: Settings, lake: Lake, day: Day) -> dict:
     """Fetch then stage one source day, holding the day's lake lock (one writer per day)."""
     with day_lock(lake, day):
-        fetched = fetch_new_objects(settings, str(lake.root), day)
-        staged = stage_source_day(str(lake.root), day, settings.duckdb_memory_limit)
+        fetch, stage = (timeout_where_enforced(t) for t in (fetch_new_objects, stage_source_day))
+        fetched = fetch(settings, str(lake.root), day)
+        staged = stage(str(lake.root), day, settings.duckdb_memory_limit)
     return {"fetch": fetched, "stage": staged}
 
 
-@task(name="ingest-source-day", timeout_seconds=7200)
+# No timeout: it always runs in a task runner's worker thread, where none can be enforced.
+@task(name="ingest-source-day")
 def ingest_source_day(settings: Settings, lake_root: str, day: Day) -> dict:
     """One day's fetch and stage as a unit a backfill can run beside other days."""
     return _ingest(settings, Lake(Path(lake_root)), day)

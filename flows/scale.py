@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any, TypeVar
+
+from flows.errors import VdpError
 
 F = TypeVar("F")
 
@@ -23,12 +26,24 @@ LOCAL_CLUSTER = {
 QUIET_LOGGERS = ("distributed", "dask", "bokeh", "tornado")
 
 
-class DaskUnavailable(RuntimeError):
+class DaskUnavailable(VdpError):
     """prefect-dask is not installed, so a Dask task runner cannot be built."""
 
 
-class DayBusy(RuntimeError):
+class DayBusy(VdpError):
     """Another run holds a source day's concurrency slot for longer than we wait."""
+
+
+def timeout_where_enforced(task_: F) -> F:
+    """``task_`` as it should run from this thread. Prefect can interrupt a sync task at its
+    timeout only in the main thread; in a worker thread (a backfill's thread pool, a Dask
+    worker) it cannot, and logs a warning saying so on every run: there, the task runs without
+    the timeout it could not keep (Prefect reads 0 as none)."""
+    if threading.current_thread() is threading.main_thread():
+        return task_
+    if getattr(task_, "timeout_seconds", None) is None:
+        return task_
+    return task_.with_options(timeout_seconds=0)  # type: ignore[attr-defined]
 
 
 def quiet_dask_logs(level: int = logging.WARNING) -> None:

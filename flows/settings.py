@@ -4,10 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from flows.errors import VdpError
+
 DEFAULT_SOURCE_URL = "s3://de-tech-assessment-2022/data/"
+
+
+class SettingsError(VdpError):
+    """A VDP_* variable (or the flag that overrides it) holds a value the pipeline cannot use."""
 
 
 class Settings(BaseSettings):
@@ -68,7 +74,14 @@ class Settings(BaseSettings):
 
 
 def get_settings(**overrides: object) -> Settings:
-    return Settings().with_overrides(**overrides)
+    try:
+        return Settings().with_overrides(**overrides)
+    except ValidationError as exc:  # never the value itself: it may be a secret
+        problems = "; ".join(
+            f"VDP_{'_'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+            for error in exc.errors()
+        )
+        raise SettingsError(f"invalid settings: {problems}") from None
 
 
 def export_overrides(**overrides: object) -> None:

@@ -21,6 +21,7 @@ from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from flows.errors import VdpError
 from flows.settings import Settings
 
 DAY_PREFIX = re.compile(r"^(\d{4}-\d{2}-\d{2})")
@@ -53,7 +54,7 @@ TRANSIENT_CODES = {
 _WRITE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EROFS}
 
 
-class SourceError(RuntimeError):
+class SourceError(VdpError):
     """The source cannot be listed or read; the message says what failed and what to do."""
 
     def __init__(self, message: str, *, transient: bool = False) -> None:

@@ -24,6 +24,7 @@ from prefect import task
 
 from flows import duck
 from flows.checkpoints import checkpoint
+from flows.errors import VdpError
 from flows.lake import Lake, Manifest, Swap, Txn, TxnKind, recover
 from flows.logs import run_logger
 
@@ -45,7 +46,7 @@ STAGE_TIMEOUT_SECONDS = 3600
 PARQUET_OPTIONS = "format parquet, compression zstd, compression_level 1"
 
 
-class StageError(RuntimeError):
+class StageError(VdpError):
     """A source day cannot be staged (no raw data, unreadable raw file)."""
 
 

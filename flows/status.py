@@ -11,6 +11,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from flows.errors import VdpError
 from flows.lake import Lake
 from flows.settings import Settings
 from flows.warehouse import connect, read_sql, redact, warehouse_url
@@ -18,7 +19,7 @@ from flows.warehouse import connect, read_sql, redact, warehouse_url
 DAILY_FLOW = "daily-pipeline"
 
 
-class StaleData(RuntimeError):
+class StaleData(VdpError):
     """The newest loaded source day is further behind today than allowed."""
 
 

@@ -22,6 +22,7 @@ import duckdb
 from prefect import task
 
 from flows import duck
+from flows.errors import VdpError
 from flows.lake import Lake, RunOutput
 from flows.logs import run_logger
 from flows.scope import STATE_VERSION, VERSION_FILE, Scope, plan
@@ -88,7 +89,7 @@ STATE_SCHEMAS: dict[str, dict[str, str]] = {
 }
 
 
-class TransformError(RuntimeError):
+class TransformError(VdpError):
     """The curated tables could not be computed (unreadable staged Parquet, full disk…)."""
 
 

@@ -17,12 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from flows.errors import VdpError
+
 HOST = "127.0.0.1"
 DEFAULT_PORT = 4200
 STARTUP_TIMEOUT_S = 120
 
 
-class UiError(RuntimeError):
+class UiError(VdpError):
     """The Prefect server for the UI could not be started or reached."""
 
 

@@ -26,7 +26,9 @@ import polars as pl
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
+from flows.errors import VdpError
 from flows.lake import Lake, atomic_write_json
+from flows.resources import package_dir
 from flows.validate_frames import ValidationInputError, build_frames
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ __all__ = [
     "validation_markdown",
 ]
 
-DEFAULT_SUITES_DIR = Path(__file__).resolve().parent.parent / "expectations"
+DEFAULT_SUITES_DIR = package_dir("flows.expectations")
 SEVERITIES = ("critical", "warning")
 DOCS_SITE = "lake_docs"
 DATASOURCE = "vdp_frames"
@@ -63,7 +65,7 @@ _TEXT_SENSITIVE = {
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9._:-]+$")
 
 
-class SuiteError(ValueError):
+class SuiteError(VdpError):
     """An expectation suite file is missing or malformed."""
 
 
@@ -134,7 +136,7 @@ class ValidationReport:
         }
 
 
-class ValidationFailed(RuntimeError):
+class ValidationFailed(VdpError):
     """A critical expectation failed; the run must not publish. Carries the full report."""
 
     def __init__(self, report: ValidationReport) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
+from flows.errors import VdpError
 from flows.lake import RunOutput
 from flows.tables import EVENTS, PARTITION_KEYS
 
@@ -15,7 +16,7 @@ EVENTS_SUITE = "events"
 EVENTS_SCHEMA = EVENTS.polars_schema
 
 
-class ValidationInputError(RuntimeError):
+class ValidationInputError(VdpError):
     """Data that validation needs (a curated table) is missing."""
 
 

@@ -17,17 +17,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import conninfo
 
+from flows.errors import VdpError
 from flows.lake import Lake
+from flows.resources import package_dir
 from flows.settings import Settings
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "warehouse_sql"
+SQL_DIR = package_dir("flows.warehouse_sql")
 MIGRATIONS_DIR = SQL_DIR / "migrations"
 MIGRATE_LOCK_KEY = 0x5644_5001  # arbitrary fixed key: serializes concurrent migrate() calls
 CONNECT_TIMEOUT_S = 10
 _MIGRATION_NAME = re.compile(r"^(\d{3})_[a-z0-9_]+\.sql$")
 
 
-class WarehouseError(RuntimeError):
+class WarehouseError(VdpError):
     """The warehouse cannot be reached, migrated or loaded; the message is one safe line."""
 
 

@@ -65,7 +65,7 @@ def source_days(
 ) -> dict:
     """Three generated source days in a moto bucket (settings point the pipeline at it);
     returns the generator's expected.json."""
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     generate(
         f"s3://{s3_bucket}/",

@@ -18,9 +18,9 @@ import pytest
 from support_source import count_by_day, list_all
 
 from flows.lake import Lake
-from flows.reference import analyze, source_day_of, source_day_stats
 from flows.source import LocalSource
 from flows.stage import stage_day
+from flows.tools.reference import analyze, source_day_of, source_day_stats
 
 DAY = dt.date(2019, 6, 1)
 NAME = "2019-06-01-15-17-4-events.json"

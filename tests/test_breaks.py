@@ -253,7 +253,7 @@ def test_a_break_event_with_no_period_around_recomputes_nothing(lake: Lake) -> N
 def generated_with_breaks(tmp_path_factory) -> tuple[Path, dict]:
     import json
 
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     out = tmp_path_factory.mktemp("breaks")
     result = generate(
@@ -264,8 +264,8 @@ def generated_with_breaks(tmp_path_factory) -> tuple[Path, dict]:
 
 
 def stage_all(lake: Lake, data: Path) -> list[dt.date]:
-    from flows.reference import source_day_of
     from flows.stage import stage_day
+    from flows.tools.reference import source_day_of
 
     days = set()
     for path in sorted(data.iterdir()):

@@ -184,7 +184,7 @@ def template(pg_server_url: str, tmp_path_factory) -> Iterator[Template]:
     """Day 1 published without its last object (the "before" lake and database), then that
     object delivered and day 2 added to the source; a clean, traced run of day 2 on a copy gives
     the "after" state and the checkpoints a run passes, in order."""
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     root = tmp_path_factory.mktemp("replay")
     generate(str(root / "gen"), D1, 2, orgs=2, vehicles=5, seed=11, quirk_rate=0.02,

@@ -95,8 +95,9 @@ def test_demo_ui_links_the_runs_and_stops_the_server_on_sigint(sample_dir, tmp_p
     port = _free_port()
     api = f"http://127.0.0.1:{port}/api"
     env = _env(tmp_path)
+    args = ["demo", "--ui", "--ui-port", str(port), "--days", "1", "--sample", str(sample_dir)]
     demo = subprocess.Popen(
-        [sys.executable, "-m", "flows.cli", "demo", "--ui", "--ui-port", str(port), "--days", "1"],
+        [sys.executable, "-m", "flows.cli", *args],
         cwd=REPO,
         env=env,
         stdout=subprocess.PIPE,

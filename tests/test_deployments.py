@@ -106,7 +106,7 @@ def deployed(prefect_server: dict[str, str]) -> dict[str, str]:
 @pytest.fixture
 def seeded_source(s3_bucket: str, s3_client, moto_endpoint: str) -> dict:
     """One generated source day (2019-06-01) in the moto bucket; returns its expected.json."""
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     generate(
         f"s3://{s3_bucket}/",
@@ -255,7 +255,7 @@ def test_scheduled_daily_run_catches_a_late_object_of_the_day_before(
 ) -> None:
     """D's scheduled run misses an object that lands later; D+1's scheduled run (no date)
     fetches it through its lookback, and the warehouse equals loading both days at once."""
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     day2 = SOURCE_DAY + dt.timedelta(days=1)
     generate(str(tmp_path / "gen"), SOURCE_DAY, 2, orgs=2, vehicles=6, seed=5, quirk_rate=0.01)

@@ -36,7 +36,7 @@ def loaded(prefect_backend, moto_endpoint: str, pg_server_url: str, tmp_path_fac
     next day (EMPTY) has no objects at all."""
     from support_pipeline import database
 
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     bucket = new_bucket(moto_endpoint)
     generate(

@@ -134,7 +134,7 @@ def _published(lake: Path, url: str) -> dict:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory) -> Source:
     """One generated day (32 objects, ~1,650 lines with the real-feed quirks)."""
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     root = tmp_path_factory.mktemp("faults-source")
     generate(str(root / "gen"), DAY, 1, orgs=2, vehicles=6, seed=3, quirk_rate=0.02,

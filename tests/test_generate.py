@@ -14,8 +14,8 @@ import pytest
 from botocore import UNSIGNED
 from botocore.config import Config
 
-from flows import reference
-from flows.generate import GenerateError, generate
+from flows.tools import reference
+from flows.tools.generate import GenerateError, generate
 
 START = dt.date(2019, 6, 1)
 SMALL = {"start": START, "days": 2, "orgs": 2, "vehicles": 6}

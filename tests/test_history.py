@@ -25,7 +25,7 @@ DAYS = [START + dt.timedelta(days=i) for i in range(5)]
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     out = tmp_path_factory.mktemp("history")
     generate(str(out), START, len(DAYS), orgs=2, vehicles=5, seed=11, events_per_day=4000)

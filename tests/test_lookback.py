@@ -29,8 +29,8 @@ from support_pipeline import (
     warehouse_tables,
 )
 
-from flows.generate import generate
 from flows.report import late_objects
+from flows.tools.generate import generate
 
 D1, D2, D3 = dt.date(2019, 6, 1), dt.date(2019, 6, 2), dt.date(2019, 6, 3)
 LATE_COUNT = 3

@@ -47,7 +47,7 @@ def _comparable(snapshot: dict) -> dict:
 @pytest.fixture
 def source(tmp_path: Path) -> tuple[Path, Path]:
     """(full day, the day without its last object) as local source directories."""
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     generate(str(tmp_path / "gen"), DAY, 1, orgs=2, vehicles=5, seed=5, quirk_rate=0.02,
              events_per_day=800)  # fmt: skip

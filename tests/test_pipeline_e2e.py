@@ -193,7 +193,7 @@ class Generated:
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Generated:
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     out = tmp_path_factory.mktemp("generated")
     result = generate(

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,29 @@ def _env(pg_url: str) -> dict[str, str]:
 
 def _columns(line: str) -> str:
     return " | ".join(cell.strip() for cell in line.split("|"))
+
+
+def two_commands(text: str) -> list[str]:
+    """The bash blocks under "## Two commands" (README) or "## The two commands" (docs)."""
+    section = re.split(r"\n## (?:The t|T)wo commands\n", text, maxsplit=1)[1].split("\n## ", 1)[0]
+    return [block.strip() for block in re.findall(r"```bash\n(.*?)```", section, re.S)]
+
+
+def test_the_two_commands_install_what_they_run():
+    """The demo command installs the extra that holds moto (not a dependency of the pipeline),
+    the test command is the one .ci/run runs, and the set-up page shows the same two."""
+    demo, tests = two_commands(README.read_text())
+    assert two_commands((ROOT / "docs" / "setup.md").read_text()) == [demo, tests]
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    assert demo.endswith("pip install -e '.[demo]' && vdp demo")
+    assert any(d.startswith("moto[server]") for d in extras["demo"])
+    assert any(d.startswith("moto[server]") for d in extras["test"])
+    assert not any(d.startswith("moto") for d in project["dependencies"])
+    install = tests.removesuffix(" && pytest").replace("pip install -e", "pip install -q -e")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert f"\n{install}\n" in ci and ci.index(install) < ci.index("\npytest\n")
+    assert "\nwheel_demo\n" in ci, "CI runs vdp demo from the wheel"
 
 
 def test_quick_start_block_is_what_users_copy():

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from flows import reference
+from flows.tools import reference
 
 ORG = "org-a"
 TV_TOWER = (52.520815, 13.409419)
@@ -17,7 +17,7 @@ BRANDENBURG_GATE = (52.516275, 13.377704)
 
 
 def hand_haversine(a: tuple[float, float], b: tuple[float, float]) -> float:
-    """Written out independently of flows.reference: R = 6371.0088 km."""
+    """Written out independently of flows.tools.reference: R = 6371.0088 km."""
     la1, lo1, la2, lo2 = (x * math.pi / 180 for x in (*a, *b))
     h = (
         math.sin((la2 - la1) / 2) ** 2

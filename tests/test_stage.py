@@ -267,7 +267,7 @@ BAD_LINES = [
 def test_rejected_line_goes_to_quarantine_with_reason_line_number_and_text(
     lake: Lake, bad: str, reason: str
 ) -> None:
-    from flows.reference import accept_line
+    from flows.tools.reference import accept_line
 
     assert accept_line(bad) == (None, reason)  # the reference agrees
     write_raw(lake, "x.json", lines(update(), bad, update(at="2019-06-01T18:20:00Z")))
@@ -503,7 +503,7 @@ def test_real_sample_stages_cleanly(lake: Lake, sample_dir: Path) -> None:
 
 
 def test_counts_match_the_reference_on_generated_data(tmp_path: Path, lake: Lake) -> None:
-    generate = pytest.importorskip("flows.generate")
+    generate = pytest.importorskip("flows.tools.generate")
     out = tmp_path / "gen"
     generate.generate(
         out, dt.date(2019, 6, 1), days=3, orgs=2, vehicles=12, seed=7, quirk_rate=0.05

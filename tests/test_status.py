@@ -44,7 +44,7 @@ def test_fresh_warehouse_is_stale(prefect_backend, pg_url: str, tmp_path) -> Non
 
 @pytest.fixture(scope="module")
 def loaded(prefect_backend, moto_endpoint: str, pg_server_url: str, tmp_path_factory) -> Iterator:
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     bucket = new_bucket(moto_endpoint)
     generate(

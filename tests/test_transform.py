@@ -452,9 +452,9 @@ def test_rerun_and_late_file_for_an_earlier_day_equal_all_at_once(tmp_path: Path
 
 def stage_generated(tmp_path: Path, lake: Lake) -> tuple[dict, list[dt.date]]:
     """Generate 3 days with quirks, copy objects into the raw zone by name date, stage each day."""
-    generate = pytest.importorskip("flows.generate")
+    generate = pytest.importorskip("flows.tools.generate")
     stage = pytest.importorskip("flows.stage")
-    reference = pytest.importorskip("flows.reference")
+    reference = pytest.importorskip("flows.tools.reference")
     result = generate.generate(
         str(tmp_path / "gen"),
         D1,

@@ -95,7 +95,7 @@ def publish_now(lake: Lake, url: str, days: list[dt.date]) -> dict:
 def test_a_lake_and_warehouse_of_the_previous_version_upgrade_without_a_manual_step(
     prefect_backend, previous_code: Path, pg_server_url: str, tmp_path: Path
 ) -> None:
-    from flows.generate import generate
+    from flows.tools.generate import generate
 
     generate(
         str(tmp_path / "gen"), START, len(DAYS), orgs=2, vehicles=4, seed=5, events_per_day=3000

@@ -15,7 +15,7 @@ create or replace temp macro json_number(j) as
 
 -- The shape nearly every line has, e.g. 2019-06-01T18:17:10.101Z. When such a text casts,
 -- its canonical form (microseconds, Z) is the text with three more zeros. DuckDB would read
--- hour 24 as the next day; ISO-8601 parsers (and flows/reference.py) reject it.
+-- hour 24 as the next day; ISO-8601 parsers (and flows/tools/reference.py) reject it.
 create or replace temp macro is_canonical_utc(t) as
     strlen(t) = 24 and t[11] = 'T' and t[20] = '.' and t[24] = 'Z' and t[12:13] < '24'
     and not contains(t, ' ');

@@ -2,7 +2,7 @@
 -- is_valid_point (docs/data-model.md), or the first reason it is rejected.
 -- Reads the Arrow table `lines` (row_no, source_key, line_number, line, bad_utf8); a line
 -- still ends with its terminator, which JSON ignores. Rules: docs/data-model.md and
--- flows/reference.py (the first rule that fails names the reason).
+-- flows/tools/reference.py (the first rule that fails names the reason).
 with
 
 json_lines as (

@@ -1,7 +1,7 @@
 """Synthetic door2door-style events with the quirks of real feeds, and their expected answer.
 
 Writes `<out>/data/<name>.json` (a directory or `s3://bucket/prefix/`) plus `<out>/expected.json`,
-which flows.reference computes from the written bytes. Same seed, same bytes: one
+which flows.tools.reference computes from the written bytes. Same seed, same bytes: one
 random.Random drives everything, ids are derived from it, no wall clock is read.
 """
 
@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from flows import reference
-from flows.generate_breaks import break_lines, plan_breaks
+from flows.errors import VdpError
+from flows.tools import reference
+from flows.tools.generate_breaks import break_lines, plan_breaks
 
 MINUTE_MS = 60_000
 HOUR_MS = 60 * MINUTE_MS
@@ -54,7 +55,7 @@ TOP_EXTRAS = (',"api_version":"2.3.1"', ',"_meta":{"gateway":"gw-3","retries":1}
 DATA_EXTRAS = (',"battery":87', ',"heading":123.5,"firmware":"v1.9"')
 
 
-class GenerateError(RuntimeError):
+class GenerateError(VdpError):
     """Generation cannot write its output (missing bucket, unreachable endpoint, bad arguments)."""
 
 
