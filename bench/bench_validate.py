@@ -75,23 +75,30 @@ def synth_events(n: int, seed: int = 7) -> pl.DataFrame:
     )
 
 
+def _spans(
+    rng: np.random.Generator, ids: dict[str, list], start: pl.Series, length: dt.timedelta
+) -> pl.DataFrame:
+    """Periods or breaks of one organization: ids, bounds, one in ten deleted."""
+    return pl.DataFrame(
+        {
+            **ids,
+            "organization_id": "org-id",
+            "start_at": start,
+            "finish_at": start + length,
+            "is_deleted": rng.random(len(start)) < 0.1,
+            "created_at": start,
+            "updated_at": start,
+        }
+    )
+
+
 def synth_curated(periods: int, seed: int = 7) -> dict[str, pl.DataFrame]:
     """periods five-minute periods with five vehicles each, up to ~10 km per vehicle, and a
     driver's break in one period in ten."""
     rng = np.random.default_rng(seed)
     start = _utc(rng.integers(0, 86_000, periods) * 1_000_000)
     ids = [f"op_{i}" for i in range(periods)]
-    fact_periods = pl.DataFrame(
-        {
-            "operating_period_id": ids,
-            "organization_id": "org-id",
-            "start_at": start,
-            "finish_at": start + dt.timedelta(minutes=5),
-            "is_deleted": rng.random(periods) < 0.1,
-            "created_at": start,
-            "updated_at": start,
-        }
-    )
+    fact_periods = _spans(rng, {"operating_period_id": ids}, start, dt.timedelta(minutes=5))
     per = 5
     vehicles = pl.DataFrame(
         {
@@ -106,17 +113,14 @@ def synth_curated(periods: int, seed: int = 7) -> dict[str, pl.DataFrame]:
     ).with_columns(pl.col("first_location_at", "last_location_at").dt.replace_time_zone("UTC"))
     breaks = periods // 10  # a 15-minute break inside one period in ten, one vehicle each
     break_start = start[:breaks] + dt.timedelta(minutes=1)
-    fact_breaks = pl.DataFrame(
+    fact_breaks = _spans(
+        rng,
         {
             "break_id": [f"br_{i}" for i in range(breaks)],
             "vehicle_id": [f"veh_{i % per}" for i in range(breaks)],
-            "organization_id": "org-id",
-            "start_at": break_start,
-            "finish_at": break_start + dt.timedelta(minutes=15),
-            "is_deleted": rng.random(breaks) < 0.1,
-            "created_at": break_start,
-            "updated_at": break_start,
-        }
+        },
+        break_start,
+        dt.timedelta(minutes=15),
     )
     return {
         "fact_operating_period": fact_periods,
