@@ -216,9 +216,8 @@ def _register_inputs(con: duckdb.DuckDBPyConnection, lake: Lake, scope: Scope) -
     state those dates and periods need; a rebuild starts from empty state."""
     _dates_table(con, "touched_dates", scope.event_dates)
     touched = [p for d in scope.event_dates for p in lake.events_partitions_on(d)]
-    con.sql(f"create view staged_events as {events_select(_parquet_files(touched))}")
-    run_files = [str(f) for f in scope.run_files(lake)]
-    con.sql(f"create view run_events as {events_select(run_files)}")
+    _view(con, "staged_events", _parquet_files(touched), EVENTS_SCHEMA, tolerant=True)
+    _view(con, "run_events", scope.run_files(lake), EVENTS_SCHEMA, tolerant=True)
     con.sql(f"create table events as {read_sql('events_distinct')}")
     for name in ("period_events", "break_events", "entity_dates"):
         files = [] if scope.rebuild else _parquet_files([lake.state_table(name)])

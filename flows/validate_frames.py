@@ -62,13 +62,14 @@ def read_curated(curated_dir: Path, table: str) -> pl.DataFrame:
     return pl.read_parquet(files, hive_partitioning=False)
 
 
-def _period_hours() -> pl.Expr:
+def _hours() -> pl.Expr:
+    """finish_at - start_at in hours (a period's or a break's length)."""
     return (pl.col("finish_at") - pl.col("start_at")).dt.total_microseconds() / 3.6e9
 
 
 def with_period_checks(periods: pl.DataFrame) -> pl.DataFrame:
     """Periods plus ``period_hours``, so the suite can bound a period's length."""
-    return periods.with_columns(period_hours=_period_hours())
+    return periods.with_columns(period_hours=_hours())
 
 
 def with_vehicle_checks(vehicles: pl.DataFrame, periods: pl.DataFrame) -> pl.DataFrame:
@@ -79,7 +80,7 @@ def with_vehicle_checks(vehicles: pl.DataFrame, periods: pl.DataFrame) -> pl.Dat
         "start_at",
         "finish_at",
         has_period=pl.lit(True),
-        period_hours=_period_hours(),
+        period_hours=_hours(),
     ).unique("operating_period_id", keep="first")
     joined = vehicles.join(bounds, on="operating_period_id", how="left")
     dist, hours = pl.col("distance_km"), pl.col("period_hours")
@@ -125,9 +126,8 @@ def with_break_checks(breaks: pl.DataFrame, periods: pl.DataFrame) -> pl.DataFra
         .filter(pl.col("reach") >= pl.col("start_at"))
         .get_column("break_id")
     )
-    hours = (pl.col("finish_at") - pl.col("start_at")).dt.total_microseconds() / 3.6e9
     return breaks.with_columns(
-        break_hours=hours, overlaps_period=pl.col("break_id").is_in(overlapping.implode())
+        break_hours=_hours(), overlaps_period=pl.col("break_id").is_in(overlapping.implode())
     )
 
 
